@@ -1,0 +1,26 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './native.js';
+
+/** A file of the native build: its path, or why there is none. */
+export type BuiltFile = { path: string; reason?: undefined } | { path?: undefined; reason: string };
+
+function findBuilt(fileName: string): BuiltFile {
+  if (process.platform !== 'linux') return { reason: `${fileName} is built for Linux only; this is ${process.platform}` };
+  const candidates = [
+    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, fileName),
+    join(packageRoot, 'build', 'Release', fileName),
+  ];
+  const found = candidates.find((file) => existsSync(file));
+  return found ? { path: found } : { reason: `${fileName} was not built (looked in ${candidates.join(', ')}); run \`npm rebuild ksm-preload\`` };
+}
+
+/** The absolute path of libksm_preload.so, for LD_PRELOAD. */
+export function preloadLibrary(): BuiltFile {
+  return findBuilt('libksm_preload.so');
+}
+
+/** The absolute path of the ksm-exec launcher. */
+export function launcher(): BuiltFile {
+  return findBuilt('ksm-exec');
+}

@@ -1,0 +1,3 @@
+#include "modules.h"
+
+void InitMarking(Napi::Env, Napi::Object) {}

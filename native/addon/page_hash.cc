@@ -1,0 +1,3 @@
+#include "modules.h"
+
+void InitPageHash(Napi::Env, Napi::Object) {}

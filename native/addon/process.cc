@@ -1,0 +1,3 @@
+#include "modules.h"
+
+void InitProcess(Napi::Env, Napi::Object) {}

@@ -1,0 +1,123 @@
+#define _GNU_SOURCE
+#include "maps_scan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static const char *parse_hex(const char *p, const char *end, uintptr_t *out) {
+  uintptr_t v = 0;
+  const char *start = p;
+  int d;
+  while (p < end && (d = hex_value(*p)) >= 0) {
+    v = (v << 4) | (uintptr_t)d;
+    p++;
+  }
+  *out = v;
+  return p == start ? NULL : p;
+}
+
+static const char *skip_field(const char *p, const char *end) {
+  while (p < end && *p != ' ') p++;
+  while (p < end && *p == ' ') p++;
+  return p;
+}
+
+/* Parses "start-end perms offset dev inode   path". Returns 0 when the line is malformed. */
+static int parse_line(const char *p, const char *end, struct ksm_vma *vma) {
+  uintptr_t inode;
+  p = parse_hex(p, end, &vma->start);
+  if (!p || p >= end || *p != '-') return 0;
+  p = parse_hex(p + 1, end, &vma->end);
+  if (!p || p + 5 > end || *p != ' ') return 0;
+  p++;
+  vma->prot = (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) | (p[2] == 'x' ? PROT_EXEC : 0);
+  vma->is_private = p[3] == 'p';
+  p = skip_field(p, end);  /* perms */
+  p = skip_field(p, end);  /* offset */
+  p = skip_field(p, end);  /* dev */
+  inode = 0;
+  while (p < end && *p >= '0' && *p <= '9') inode = inode * 10 + (uintptr_t)(*p++ - '0');
+  vma->inode = (unsigned long)inode;
+  while (p < end && *p == ' ') p++;
+  vma->path = p;
+  vma->path_len = (size_t)(end - p);
+  return 1;
+}
+
+int ksm_maps_walk(const char *maps_path, char *buf, size_t buf_size, ksm_vma_fn fn, void *ctx) {
+  int saved_errno = errno;
+  int result = 0;
+  size_t have = 0;
+  long fd = syscall(SYS_openat, AT_FDCWD, maps_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    result = -errno;
+    errno = saved_errno;
+    return result;
+  }
+  for (;;) {
+    long n = syscall(SYS_read, (int)fd, buf + have, buf_size - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      result = -errno;
+      break;
+    }
+    have += (size_t)n;
+    char *line = buf;
+    char *limit = buf + have;
+    char *nl;
+    int stop = 0;
+    while ((nl = memchr(line, '\n', (size_t)(limit - line))) != NULL) {
+      struct ksm_vma vma;
+      if (parse_line(line, nl, &vma) && fn(&vma, ctx)) {
+        stop = 1;
+        break;
+      }
+      line = nl + 1;
+    }
+    if (stop) break;
+    if (n == 0) {
+      struct ksm_vma vma;
+      if (line < limit && parse_line(line, limit, &vma)) fn(&vma, ctx);
+      break;
+    }
+    if (line == buf && have == buf_size) {
+      /* A line longer than the buffer: drop it rather than fail the walk. */
+      have = 0;
+      continue;
+    }
+    have = (size_t)(limit - line);
+    memmove(buf, line, have);
+  }
+  syscall(SYS_close, (int)fd);
+  errno = saved_errno;
+  return result;
+}
+
+static int path_is(const struct ksm_vma *vma, const char *name) {
+  size_t len = strlen(name);
+  return vma->path_len == len && memcmp(vma->path, name, len) == 0;
+}
+
+static int path_starts_with(const struct ksm_vma *vma, const char *prefix) {
+  size_t len = strlen(prefix);
+  return vma->path_len >= len && memcmp(vma->path, prefix, len) == 0;
+}
+
+int ksm_vma_is_markable(const struct ksm_vma *vma) {
+  if (!vma->is_private || vma->inode != 0 || vma->end <= vma->start) return 0;
+  if (vma->path_len == 0 || path_is(vma, "[heap]")) return 1;
+  /* Named anonymous memory (PR_SET_VMA_ANON_NAME), but not shared memory. */
+  if (path_starts_with(vma, "[anon:")) return 1;
+  return 0;
+}

@@ -1,0 +1,1 @@
+/* Placeholder: the preload library is written under issue 2. */

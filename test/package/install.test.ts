@@ -1,0 +1,43 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = join(__dirname, '..', '..');
+
+/** A copy of the package without node_modules, where the install step cannot build. */
+function packageWithoutToolchain(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ksm-install-'));
+  for (const entry of ['scripts', 'native', 'dist', 'binding.gyp', 'package.json']) {
+    cpSync(join(root, entry), join(dir, entry), { recursive: true });
+  }
+  return dir;
+}
+
+describe('the install step', () => {
+  const dir = packageWithoutToolchain();
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('succeeds without node-gyp or a compiler and records why the build failed', () => {
+    const result = spawnSync(process.execPath, [join(dir, 'scripts', 'install.js')], {
+      cwd: dir,
+      env: { PATH: '/nonexistent', HOME: dir },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(0);
+    expect(result.stderr).toMatch(/the native build failed/);
+    const status = JSON.parse(readFileSync(join(dir, 'build', 'ksm-build-status.json'), 'utf8'));
+    expect(status.ok).toBe(false);
+    expect(status.reason).toMatch(/node-gyp/);
+  });
+
+  it('makes the library report that reason instead of throwing on import', () => {
+    const probe = `const ksm = require(${JSON.stringify(join(dir, 'dist', 'cjs', 'native.js'))});
+      process.stdout.write(JSON.stringify(ksm.loadNative()));`;
+    const result = spawnSync(process.execPath, ['-e', probe], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(result.status).toBe(0);
+    const load = JSON.parse(result.stdout) as { reason?: string };
+    expect(load.reason).toMatch(/^the native build failed at install: .*node-gyp/);
+  });
+});

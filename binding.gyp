@@ -30,6 +30,13 @@
         ["OS=='linux'", {
           "sources": [
             "native/preload/preload.c",
+            "native/preload/exclude.c",
+            "native/preload/hooks.c",
+            "native/preload/idle_hooks.c",
+            "native/preload/log.c",
+            "native/preload/marker.c",
+            "native/preload/ranges.c",
+            "native/preload/symbols.c",
             "native/common/maps_scan.c"
           ]
         }]

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
 /** Error codes that are not errno names. */
@@ -28,6 +29,9 @@ export class KsmError extends Error {
 }
 
 function errnoName(errno: number): string {
+  // libuv's table lacks some names (ENOEXEC): os.constants.errno has them all.
+  const known = Object.entries(constants.errno).find(([, value]) => value === Math.abs(errno));
+  if (known) return known[0];
   try {
     return getSystemErrorName(-Math.abs(errno));
   } catch {

@@ -1,1 +1,276 @@
-int main(void) { return 0; }
+/*
+ * ksm-exec [--mode auto|prctl|madvise|off] [--lib PATH] [--] CMD ARGS...
+ *
+ * Runs CMD in place of itself (same pid, no parent left behind) with its memory given
+ * to KSM: with PR_SET_MEMORY_MERGE, which the kernel keeps across exec (6.7+), or else
+ * by putting libksm_preload.so in front of LD_PRELOAD. Exit status as a shell's:
+ * 127 CMD not found, 126 CMD not executable; 125 for ksm-exec's own errors.
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ksm_env.h"
+
+#define WHO "ksm-exec"
+#define EXIT_USAGE 125
+#define EXIT_NOT_EXECUTABLE 126
+#define EXIT_NOT_FOUND 127
+#define LIBRARY_NAME "libksm_preload.so"
+
+#ifndef KSM_EXEC_LIBDIR_FROM_BINDIR
+#define KSM_EXEC_LIBDIR_FROM_BINDIR "../lib"
+#endif
+
+struct options {
+  enum ksm_mode mode;
+  const char *library;
+  char **command;
+};
+
+static void usage(FILE *out) {
+  fputs("usage: ksm-exec [--mode auto|prctl|madvise|off] [--lib PATH] [--] CMD [ARGS...]\n"
+        "Runs CMD with its memory mergeable by KSM (PR_SET_MEMORY_MERGE, else LD_PRELOAD of " LIBRARY_NAME ").\n",
+        out);
+}
+
+static void fail(int status, const char *message, const char *detail) {
+  fprintf(stderr, WHO ": %s%s\n", message, detail ? detail : "");
+  exit(status);
+}
+
+static struct options parse_arguments(int argc, char **argv) {
+  struct options options = {ksm_env_mode(WHO), ksm_env_value("KSM_PRELOAD_LIB"), NULL};
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *arg = argv[i];
+    const char *value = NULL;
+    if (strcmp(arg, "--") == 0) {
+      i++;
+      break;
+    }
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (arg[0] != '-') break;
+    int is_mode = strncmp(arg, "--mode", 6) == 0 && (arg[6] == '\0' || arg[6] == '=');
+    int is_lib = strncmp(arg, "--lib", 5) == 0 && (arg[5] == '\0' || arg[5] == '=');
+    if (!is_mode && !is_lib) fail(EXIT_USAGE, "unknown option ", arg);
+    const char *rest = arg + (is_mode ? 6 : 5);
+    if (*rest == '=') {
+      value = rest + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      fail(EXIT_USAGE, "missing value after ", arg);
+    }
+    if (is_lib) {
+      options.library = value;
+    } else if (!ksm_parse_mode(value, &options.mode)) {
+      fail(EXIT_USAGE, "--mode must be auto, prctl, madvise or off, not ", value);
+    }
+  }
+  if (i >= argc) {
+    usage(stderr);
+    exit(EXIT_USAGE);
+  }
+  options.command = argv + i;
+  return options;
+}
+
+/* LD_PRELOAD splits on spaces and colons and expands $ORIGIN-style tokens. */
+static int preloadable(const char *path) {
+  if (path[0] != '/') return 0;
+  for (const char *p = path; *p; p++) {
+    int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._+/-", *p);
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+/* The library next to this program (node-gyp, prebuilds) or in the installed lib dir. */
+static const char *find_library(char *found, size_t size) {
+  static const char *const relative[] = {".", KSM_EXEC_LIBDIR_FROM_BINDIR, "../lib64", "../lib"};
+  char self[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) return NULL;
+  self[len] = '\0';
+  char *slash = strrchr(self, '/');
+  if (!slash) return NULL;
+  *slash = '\0';
+  for (size_t i = 0; i < sizeof relative / sizeof relative[0]; i++) {
+    char candidate[PATH_MAX + 64];
+    snprintf(candidate, sizeof candidate, "%s/%s/" LIBRARY_NAME, self, relative[i]);
+    if (access(candidate, R_OK) == 0 && realpath(candidate, found) && strlen(found) < size) return found;
+  }
+  return NULL;
+}
+
+static int same_entry(const char *entry, size_t len, const char *library) {
+  return strlen(library) == len && strncmp(entry, library, len) == 0;
+}
+
+/* LD_PRELOAD=library:old entries, without a second copy of the library. */
+static void prepend_preload(const char *library) {
+  const char *old = getenv("LD_PRELOAD");
+  size_t cap = strlen(library) + (old ? strlen(old) : 0) + 2;
+  char *value = malloc(cap);
+  if (!value) fail(EXIT_USAGE, "out of memory", NULL);
+  strcpy(value, library);
+  size_t used = strlen(value);
+  for (const char *p = old; p && *p;) {
+    size_t len = strcspn(p, " :");
+    if (len > 0 && !same_entry(p, len, library)) {
+      value[used++] = ':';
+      memcpy(value + used, p, len);
+      used += len;
+    }
+    p += len;
+    p += strspn(p, " :");
+  }
+  value[used] = '\0';
+  setenv("LD_PRELOAD", value, 1);
+  free(value);
+}
+
+/* The file execvp would run, for the checks below; NULL when it finds none. */
+static const char *resolve_command(const char *command, char *found, size_t size) {
+  if (strchr(command, '/')) return command;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/bin:/usr/bin";
+  for (const char *p = path;; p += strcspn(p, ":") + 1) {
+    size_t len = strcspn(p, ":");
+    snprintf(found, size, "%.*s%s%s", (int)len, p, len ? "/" : "", command);
+    struct stat st;
+    if (stat(found, &st) == 0 && S_ISREG(st.st_mode) && access(found, X_OK) == 0) return found;
+    if (p[len] == '\0') return NULL;
+  }
+}
+
+/* Whether the file is an ELF program without a dynamic loader (PT_INTERP). */
+static int statically_linked(const char *file) {
+  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  Elf64_Ehdr header;
+  int is_static = 0;
+  if (pread(fd, &header, sizeof header, 0) == (ssize_t)sizeof header && memcmp(header.e_ident, ELFMAG, SELFMAG) == 0 &&
+      header.e_ident[EI_CLASS] == ELFCLASS64 && header.e_phentsize == sizeof(Elf64_Phdr)) {
+    is_static = 1;
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+      Elf64_Phdr program_header;
+      if (pread(fd, &program_header, sizeof program_header, (off_t)(header.e_phoff + i * sizeof program_header)) !=
+          (ssize_t)sizeof program_header) {
+        is_static = 0;
+        break;
+      }
+      if (program_header.p_type == PT_INTERP) {
+        is_static = 0;
+        break;
+      }
+    }
+  }
+  close(fd);
+  return is_static;
+}
+
+/* The dynamic loader ignores LD_PRELOAD for setuid, setgid and file-capability programs. */
+static const char *preload_ignored_because(const char *file) {
+  struct stat st;
+  if (stat(file, &st) != 0) return NULL;
+  if (st.st_mode & (S_ISUID | S_ISGID)) return "is setuid/setgid";
+  if (getxattr(file, "security.capability", NULL, 0) >= 0) return "has file capabilities";
+  if (statically_linked(file)) return "is statically linked";
+  return NULL;
+}
+
+static void warn_if_preload_ignored(const char *command) {
+  char found[PATH_MAX];
+  const char *file = resolve_command(command, found, sizeof found);
+  const char *reason = file ? preload_ignored_because(file) : NULL;
+  if (reason) {
+    fprintf(stderr, WHO ": %s %s, so LD_PRELOAD cannot reach it and PR_SET_MEMORY_MERGE is unavailable: it runs unmarked\n",
+            command, reason);
+  }
+}
+
+/* Node ignores SIGPIPE and that survives exec. SIGHUP, SIGINT and SIGQUIT stay as they
+ * are: nohup and shells ignore those on purpose. */
+static void reset_signals(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGHUP || sig == SIGINT || sig == SIGQUIT || sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction current;
+    if (sigaction(sig, NULL, &current) == 0 && current.sa_handler == SIG_IGN) signal(sig, SIG_DFL);
+  }
+}
+
+static void use_preload_library(const struct options *options) {
+  char found[PATH_MAX];
+  const char *library = options->library ? options->library : find_library(found, sizeof found);
+  if (!library) fail(EXIT_USAGE, "cannot find " LIBRARY_NAME " next to ksm-exec or in ../lib*; pass --lib PATH", NULL);
+  if (!preloadable(library)) {
+    fail(EXIT_USAGE, "LD_PRELOAD cannot carry this library path (it must be absolute, without spaces, colons or $): ",
+         library);
+  }
+  if (access(library, R_OK) != 0) fail(EXIT_USAGE, "cannot read the library ", library);
+  prepend_preload(library);
+  setenv("KSM_PRELOAD_MODE", "madvise", 1);
+  warn_if_preload_ignored(options->command[0]);
+}
+
+static void say(int verbose, const char *what, int error) {
+  if (!verbose) return;
+  if (error) {
+    fprintf(stderr, WHO ": %s (%s)\n", what, strerror(error));
+  } else {
+    fprintf(stderr, WHO ": %s\n", what);
+  }
+}
+
+int main(int argc, char **argv) {
+  struct options options = parse_arguments(argc, argv);
+  int verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
+  int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
+  int inherited;
+  if (options.mode == KSM_MODE_OFF) {
+    /* Off means off, also for a flag inherited from our own parent. */
+    if (syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1) syscall(SYS_prctl, PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
+    setenv("KSM_PRELOAD_MODE", "off", 1);
+    say(verbose, "mode off", 0);
+  } else if (options.mode == KSM_MODE_MADVISE) {
+    use_preload_library(&options);
+    say(verbose, "mode madvise: LD_PRELOAD set", 0);
+  } else {
+    int error = ksm_enable_merge_any(pretend_no_prctl, &inherited);
+    if (error == 0) {
+      say(verbose, "mode prctl: PR_SET_MEMORY_MERGE set, kept across exec", 0);
+    } else if (options.mode == KSM_MODE_AUTO) {
+      say(verbose, "mode madvise: PR_SET_MEMORY_MERGE refused", error);
+      use_preload_library(&options);
+    } else {
+      fprintf(stderr, WHO ": PR_SET_MEMORY_MERGE refused (%s); %s runs unmarked\n", strerror(error), options.command[0]);
+    }
+  }
+  fflush(stderr);
+  reset_signals();
+  execvp(options.command[0], options.command);
+  int error = errno;
+  if (error == ENOENT && !strchr(options.command[0], '/')) {
+    fprintf(stderr, WHO ": %s: command not found\n", options.command[0]);
+  } else {
+    fprintf(stderr, WHO ": %s: %s\n", options.command[0], strerror(error));
+  }
+  return error == ENOENT || error == ENOTDIR ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE;
+}

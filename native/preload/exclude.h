@@ -1,0 +1,13 @@
+/*
+ * Ranges that walks must never mark: Node's allocUnmergeable() secrets. The registry is
+ * fixed-size and allocation-free; the public functions are in ksm_preload.h.
+ */
+#ifndef KSM_PRELOAD_EXCLUDE_H
+#define KSM_PRELOAD_EXCLUDE_H
+
+#include <stdint.h>
+
+/* Whether [start, end) overlaps any excluded range. */
+int ksm_excluded_overlaps(uintptr_t start, uintptr_t end);
+
+#endif

@@ -1,0 +1,272 @@
+#define _GNU_SOURCE
+#include "marker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exclude.h"
+#include "ksm_abi.h"
+#include "maps_scan.h"
+#include "ranges.h"
+
+#define MS 1000000ull
+/* A walk may follow the last after max(WALK_MIN_GAP, WALK_COST_FACTOR × its cost):
+ * walking never takes more than about 2 % of the time. */
+#define WALK_MIN_GAP (2 * MS)
+#define WALK_COST_FACTOR 50
+/* Re-marks everything, for memory that reappeared at an address known from before. */
+#define FULL_WALK_GAP (1000 * MS)
+/* Noted calls per thread between looks at the clock. */
+#define CLOCK_COUNTDOWN 64
+
+int ksm_marker_active;
+
+static uint64_t min_bytes;
+static int lock;
+static int walk_pending;
+static int query_supported = 1;
+static uint64_t last_walk;
+static uint64_t last_full_walk;
+static uint64_t walk_gap = WALK_MIN_GAP;
+static struct ksm_marker_stats stats;
+static char maps_buffer[32 * 1024];
+/* Mappings waiting to be marked (see remember_pending). */
+#define PENDING_MAX 32
+/* ksmd needs seconds to scan anyway; a quarter second lets a growth burst finish. */
+#define PENDING_DELAY (250 * MS)
+static uintptr_t pending[PENDING_MAX];
+static unsigned pending_count;
+static uint64_t pending_since;
+static __thread int countdown __attribute__((tls_model("initial-exec")));
+__thread int ksm_sample_countdown __attribute__((tls_model("initial-exec")));
+
+static uint64_t now_ns(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t load(const uint64_t *value) { return __atomic_load_n(value, __ATOMIC_RELAXED); }
+static void count(uint64_t *counter, uint64_t amount) { __atomic_fetch_add(counter, amount, __ATOMIC_RELAXED); }
+
+static int try_lock(void) { return !__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE); }
+static void unlock(void) { __atomic_store_n(&lock, 0, __ATOMIC_RELEASE); }
+
+static int eligible(const struct ksm_vma *vma) {
+  return ksm_vma_is_markable(vma) && vma->end - vma->start >= min_bytes && !ksm_excluded_overlaps(vma->start, vma->end);
+}
+
+/* Returns whether [start, end) is mergeable now. errno is the caller's to restore. */
+static int advise(uintptr_t start, uintptr_t end, int count_as_new) {
+  if (syscall(SYS_madvise, start, end - start, MADV_MERGEABLE) == 0) {
+    if (count_as_new) {
+      count(&stats.mappings_marked, 1);
+      count(&stats.bytes_marked, end - start);
+    }
+    return 1;
+  }
+  /* EINVAL: a kernel without KSM. Anything else (EAGAIN, ENOMEM: the mapping changed
+   * under us) is retried by a later walk. */
+  if (errno == EINVAL) __atomic_store_n(&ksm_marker_active, 0, __ATOMIC_RELAXED);
+  count(&stats.refused, 1);
+  return 0;
+}
+
+struct walk {
+  int full;
+};
+
+static int visit(const struct ksm_vma *vma, void *arg) {
+  const struct walk *walk = arg;
+  int marked = 0;
+  if (eligible(vma)) {
+    int was_marked = ksm_ranges_was_marked(vma->start, vma->end);
+    marked = (was_marked && !walk->full) || advise(vma->start, vma->end, !was_marked);
+  }
+  ksm_ranges_append(vma->start, vma->end, marked);
+  return !ksm_marker_active;
+}
+
+static void walk_now(int full, uint64_t now) {
+  struct walk walk = {full};
+  uint64_t started = now_ns(CLOCK_MONOTONIC);
+  ksm_ranges_begin_rebuild();
+  if (ksm_maps_walk("/proc/self/maps", maps_buffer, sizeof maps_buffer, visit, &walk) != 0) {
+    /* No /proc: take every address as known, so only the periodic walk retries. */
+    ksm_ranges_append(0, UINTPTR_MAX, 0);
+  }
+  ksm_ranges_end_rebuild();
+  uint64_t cost = now_ns(CLOCK_MONOTONIC) - started;
+  walk_gap = cost * WALK_COST_FACTOR > WALK_MIN_GAP ? cost * WALK_COST_FACTOR : WALK_MIN_GAP;
+  last_walk = now;
+  if (full) last_full_walk = now;
+  walk_pending = 0;
+  pending_count = 0;
+  __atomic_store_n(&pending_since, 0, __ATOMIC_RELAXED);
+  count(&stats.walks, 1);
+}
+
+/* The mapping holding `address`, by PROCMAP_QUERY (Linux 6.11+). Returns 0 when the
+ * kernel cannot answer (then walks take over), -1 when nothing is mapped there. */
+static int query_mapping(uintptr_t address, struct ksm_vma *vma, char *name, size_t name_size) {
+  struct ksm_procmap_query query = {
+      .size = sizeof query,
+      .query_addr = address,
+      .vma_name_addr = (uintptr_t)name,
+      .vma_name_size = (uint32_t)name_size,
+  };
+  long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  long result = syscall(SYS_ioctl, (int)fd, KSM_PROCMAP_QUERY, &query);
+  int query_errno = errno;
+  syscall(SYS_close, (int)fd);
+  if (result != 0) {
+    if (query_errno == ENOTTY || query_errno == EINVAL) query_supported = 0;
+    return query_errno == ENOENT ? -1 : 0;
+  }
+  *vma = (struct ksm_vma){
+      .start = (uintptr_t)query.vma_start,
+      .end = (uintptr_t)query.vma_end,
+      .is_private = !(query.vma_flags & KSM_PROCMAP_QUERY_VMA_SHARED),
+      .inode = (unsigned long)query.inode,
+      .path = name,
+      .path_len = query.vma_name_size ? query.vma_name_size - 1 : 0,
+  };
+  return 1;
+}
+
+/*
+ * New memory that allocators fault in before we see it (brk growth, mmapped chunks) is
+ * not marked at once: a marked mapping cannot merge with the unmarked one the next
+ * growth creates beside it, so marking every step would leave one VMA per step. The
+ * mapping waits here instead, growing in place, and is marked once the growth pauses:
+ * after PENDING_DELAY, or when the program is about to block (read, poll, sleep...).
+ */
+
+static void remember_pending(uintptr_t address, uint64_t now) {
+  if (pending_count == PENDING_MAX) {
+    walk_pending = 1;
+    return;
+  }
+  pending[pending_count++] = address;
+  if (!load(&pending_since)) __atomic_store_n(&pending_since, now, __ATOMIC_RELAXED);
+}
+
+/* Lock held: marks the mapping holding each pending address, whatever it grew into. */
+static void mark_pending(void) {
+  for (unsigned i = 0; i < pending_count; i++) {
+    char name[256];
+    struct ksm_vma vma;
+    if (query_mapping(pending[i], &vma, name, sizeof name) != 1) continue;
+    int marked = eligible(&vma) && advise(vma.start, vma.end, 1);
+    ksm_ranges_insert(vma.start, vma.end, marked);
+    count(&stats.targeted, 1);
+  }
+  pending_count = 0;
+  __atomic_store_n(&pending_since, 0, __ATOMIC_RELAXED);
+}
+
+/* Lock held: records the new mapping holding `address` as known and pending. */
+static int note_new_mapping(uintptr_t address, uint64_t now) {
+  char name[256];
+  struct ksm_vma vma;
+  int found = query_mapping(address, &vma, name, sizeof name);
+  if (found == 1) {
+    ksm_ranges_insert(vma.start, vma.end, 0);
+    if (eligible(&vma)) remember_pending(vma.start, now);
+  }
+  return found != 0;
+}
+
+/* Lock held: what the evidence and the clock call for. */
+static void act(uintptr_t address, int evidence, int idle) {
+  uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE);
+  if (evidence && !(query_supported && note_new_mapping(address, now))) walk_pending = 1;
+  int full_due = now - last_full_walk >= FULL_WALK_GAP;
+  if (full_due || (walk_pending && (idle || now - last_walk >= walk_gap))) {
+    walk_now(full_due, now);
+  } else if (pending_count && (idle || now - pending_since >= PENDING_DELAY)) {
+    mark_pending();
+  }
+}
+
+static void act_locked(uintptr_t address, int evidence, int idle) {
+  int saved_errno = errno;
+  if (try_lock()) {
+    act(address, evidence, idle);
+    unlock();
+  }
+  errno = saved_errno;
+}
+
+void ksm_marker_note(const void *p) {
+  ksm_sample_countdown = KSM_SAMPLE_EVERY;
+  int clock_due = --countdown <= 0;
+  int evidence = p != NULL && !ksm_ranges_known((uintptr_t)p);
+  if (!evidence && !clock_due) return;
+  if (clock_due) {
+    countdown = CLOCK_COUNTDOWN;
+    if (!evidence && !__atomic_load_n(&walk_pending, __ATOMIC_RELAXED) && !load(&pending_since) &&
+        now_ns(CLOCK_MONOTONIC_COARSE) - load(&last_full_walk) < FULL_WALK_GAP) {
+      return;
+    }
+  }
+  act_locked((uintptr_t)p, evidence, 0);
+}
+
+int ksm_marker_waiting(void) {
+  return load(&pending_since) || __atomic_load_n(&walk_pending, __ATOMIC_RELAXED);
+}
+
+void ksm_marker_idle(void) { act_locked(0, 0, 1); }
+
+void ksm_marker_note_mapping(void *addr, size_t len) {
+  uintptr_t start = (uintptr_t)addr;
+  if (len < min_bytes || ksm_excluded_overlaps(start, start + len)) return;
+  int saved_errno = errno;
+  int marked = advise(start, start + len, 1);
+  /* Remember it when nobody is walking; otherwise the walk under way may see it. */
+  if (try_lock()) {
+    ksm_ranges_insert(start, start + len, marked);
+    unlock();
+  }
+  errno = saved_errno;
+}
+
+int ksm_marker_start(uint64_t bytes) {
+  int saved_errno = errno;
+  min_bytes = bytes;
+  ksm_marker_active = 1;
+  while (!try_lock()) sched_yield();
+  walk_now(1, now_ns(CLOCK_MONOTONIC_COARSE));
+  unlock();
+  int refusal = ksm_marker_active ? 0 : EINVAL;
+  errno = saved_errno;
+  return refusal;
+}
+
+void ksm_marker_wait_idle(void) {
+  while (__atomic_load_n(&lock, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+void ksm_marker_after_fork_child(void) {
+  ksm_ranges_reset();
+  last_walk = last_full_walk = 0;
+  walk_pending = 0;
+  pending_count = 0;
+  pending_since = 0;
+  unlock();
+}
+
+void ksm_marker_read_stats(struct ksm_marker_stats *out) {
+  out->walks = load(&stats.walks);
+  out->targeted = load(&stats.targeted);
+  out->mappings_marked = load(&stats.mappings_marked);
+  out->bytes_marked = load(&stats.bytes_marked);
+  out->refused = load(&stats.refused);
+}

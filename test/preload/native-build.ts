@@ -1,0 +1,118 @@
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { coverage } from '../helpers/smaps.js';
+
+/** Builds the preload library, the launcher and C fixtures from source into a private
+ * temp dir, so these tests never race a concurrent node-gyp rebuild of build/. */
+export const repoRoot = join(__dirname, '..', '..');
+export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'preload');
+const outDir = mkdtempSync(join(tmpdir(), 'ksm-preload-test-'));
+const built = new Map<string, string>();
+
+export interface Toolchain {
+  cc?: 'gcc' | 'clang' | 'musl-gcc';
+  opt?: '-O0' | '-O1' | '-O2' | '-O3';
+}
+
+function once(key: string, make: (out: string) => void): string {
+  const existing = built.get(key);
+  if (existing) return existing;
+  const out = join(outDir, key);
+  make(out);
+  built.set(key, out);
+  return out;
+}
+
+/** libksm_preload.so built with the given compiler and optimisation level. */
+export function buildLibrary({ cc = 'gcc', opt = '-O2' }: Toolchain = {}): string {
+  return once(`libksm_preload-${cc}${opt}.so`, (out) => {
+    const sources = readdirSync(join(repoRoot, 'native', 'preload'))
+      .filter((file) => file.endsWith('.c'))
+      .map((file) => join(repoRoot, 'native', 'preload', file));
+    execFileSync(cc, [
+      '-std=gnu11', opt, '-Wall', '-Wextra', '-Werror', '-fvisibility=hidden', '-fPIC', '-shared',
+      '-D_FILE_OFFSET_BITS=64', `-I${join(repoRoot, 'native', 'common')}`, '-o', out,
+      ...sources, join(repoRoot, 'native', 'common', 'maps_scan.c'), '-ldl', '-lpthread', '-Wl,-z,now',
+    ]);
+  });
+}
+
+/** ksm-exec, placed next to a copy of the library as node-gyp lays them out. */
+export function buildLauncher(): string {
+  const library = buildLibrary();
+  return once('ksm-exec', (out) => {
+    execFileSync('gcc', ['-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror', `-I${join(repoRoot, 'native', 'common')}`, '-o', out, join(repoRoot, 'native', 'launcher', 'ksm_exec.c')]);
+    execFileSync('cp', [library, join(outDir, 'libksm_preload.so')]);
+  });
+}
+
+/** A C program from test/fixtures/preload. */
+export function buildFixture(name: string, { cc = 'gcc', opt = '-O2' }: Toolchain = {}, extra: string[] = []): string {
+  return once(`${name}-${cc}${opt}${extra.join('')}`, (out) => {
+    execFileSync(cc, ['-std=gnu11', opt, '-Wall', '-pthread', '-o', out, join(fixturesDir, `${name}.c`), ...extra]);
+  });
+}
+
+/** The real python3 binary (not a pyenv shim script, whose fork/exec chain would be measured instead). */
+export const python3 = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+
+export type Mode = 'none' | 'off' | 'madvise' | 'prctl' | 'auto';
+
+/** Environment running a program under the library in `mode` ('none': no library at all). */
+export function preloadEnv(mode: Mode, library = buildLibrary(), extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.LD_PRELOAD;
+  delete env.KSM_PRELOAD_MODE;
+  if (mode !== 'none') {
+    env.LD_PRELOAD = library;
+    env.KSM_PRELOAD_MODE = mode;
+  }
+  return env;
+}
+
+export interface Running {
+  child: ChildProcessWithoutNullStreams;
+  stderr: () => string;
+  /** Closes stdin (the fixtures' signal to exit) and waits for the exit code. */
+  finish: () => Promise<number | null>;
+}
+
+/** Polls coverage until it reaches `ratio` (or 10 s pass) and returns the last reading:
+ * the library marks new memory when the program pauses, just after it printed "ready". */
+export async function coverageReaching(pid: number, ratio: number): Promise<ReturnType<typeof coverage>> {
+  let last = coverage(pid);
+  const deadline = Date.now() + 10_000;
+  while (last.ratio < ratio && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    last = coverage(pid);
+  }
+  return last;
+}
+
+/** Starts a workload and resolves once it printed "ready" (its memory is in place). */
+export function startWorkload(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Running> {
+  const child = spawn(command, args, { env, stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const running: Running = {
+    child,
+    stderr: () => stderr,
+    finish: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.stdin.end();
+      }),
+  };
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (stdout.includes('ready\n')) resolve(running);
+    });
+    child.once('exit', (code) => reject(new Error(`${command} exited with ${code} before it was ready: ${stderr}`)));
+    child.once('error', reject);
+  });
+}

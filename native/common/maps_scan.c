@@ -59,6 +59,7 @@ int ksm_maps_walk(const char *maps_path, char *buf, size_t buf_size, ksm_vma_fn 
   int saved_errno = errno;
   int result = 0;
   size_t have = 0;
+  int skipping_long_line = 0;
   long fd = syscall(SYS_openat, AT_FDCWD, maps_path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     result = -errno;
@@ -77,6 +78,17 @@ int ksm_maps_walk(const char *maps_path, char *buf, size_t buf_size, ksm_vma_fn 
     char *limit = buf + have;
     char *nl;
     int stop = 0;
+    if (skipping_long_line) {
+      /* The rest of a line that did not fit: its tail is no mapping. */
+      nl = memchr(line, '\n', have);
+      if (nl == NULL) {
+        have = 0;
+        if (n == 0) break;
+        continue;
+      }
+      skipping_long_line = 0;
+      line = nl + 1;
+    }
     while ((nl = memchr(line, '\n', (size_t)(limit - line))) != NULL) {
       struct ksm_vma vma;
       if (parse_line(line, nl, &vma) && fn(&vma, ctx)) {
@@ -92,8 +104,9 @@ int ksm_maps_walk(const char *maps_path, char *buf, size_t buf_size, ksm_vma_fn 
       break;
     }
     if (line == buf && have == buf_size) {
-      /* A line longer than the buffer: drop it rather than fail the walk. */
+      /* A line longer than the buffer: drop all of it rather than fail the walk. */
       have = 0;
+      skipping_long_line = 1;
       continue;
     }
     have = (size_t)(limit - line);

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,9 @@
 int ksm_marker_active;
 
 static uint64_t min_bytes;
+/* Mappings larger than physical memory are address-space reservations (sanitizer
+ * shadow, allocator cages): marking them only makes ksmd walk empty page tables. */
+static uint64_t max_bytes = UINT64_MAX;
 static int lock;
 static int walk_pending;
 static int query_supported = 1;
@@ -58,7 +62,9 @@ static int try_lock(void) { return !__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUI
 static void unlock(void) { __atomic_store_n(&lock, 0, __ATOMIC_RELEASE); }
 
 static int eligible(const struct ksm_vma *vma) {
-  return ksm_vma_is_markable(vma) && vma->end - vma->start >= min_bytes && !ksm_excluded_overlaps(vma->start, vma->end);
+  uint64_t size = vma->end - vma->start;
+  return ksm_vma_is_markable(vma) && size >= min_bytes && size <= max_bytes &&
+         !ksm_excluded_overlaps(vma->start, vma->end);
 }
 
 /* Returns whether [start, end) is mergeable now. errno is the caller's to restore. */
@@ -227,7 +233,7 @@ void ksm_marker_idle(void) { act_locked(0, 0, 1); }
 
 void ksm_marker_note_mapping(void *addr, size_t len) {
   uintptr_t start = (uintptr_t)addr;
-  if (len < min_bytes || ksm_excluded_overlaps(start, start + len)) return;
+  if (len < min_bytes || len > max_bytes || ksm_excluded_overlaps(start, start + len)) return;
   int saved_errno = errno;
   int marked = advise(start, start + len, 1);
   /* Remember it when nobody is walking; otherwise the walk under way may see it. */
@@ -240,7 +246,9 @@ void ksm_marker_note_mapping(void *addr, size_t len) {
 
 int ksm_marker_start(uint64_t bytes) {
   int saved_errno = errno;
+  struct sysinfo memory;
   min_bytes = bytes;
+  if (sysinfo(&memory) == 0 && memory.totalram > 0) max_bytes = (uint64_t)memory.totalram * memory.mem_unit;
   ksm_marker_active = 1;
   while (!try_lock()) sched_yield();
   walk_now(1, now_ns(CLOCK_MONOTONIC_COARSE));

@@ -88,7 +88,7 @@ describe('where the library cannot act, it says so and the program runs on', () 
 
   it('a setuid binary run by nobody under `ksm run` (auto): whatever happens, marking and messages agree', async () => {
     // On 6.18 the PR_SET_MEMORY_MERGE flag survives the exec of a setuid-root program
-    // (docs/security.md warns about it); the result is logged for RELIABILITY.md.
+    // (the README's Security section warns about it); the result is logged for RELIABILITY.md.
     const { marked } = await runAndCheckHonesty([...AS_NOBODY, ...ksmArgv(['run', '--', setuidProgram]).flat()], {});
     console.log(`setuid-root program exec'd by nobody under ksm run (auto): ${marked ? 'marked (prctl flag kept across the setuid exec)' : 'unmarked'}`);
   });

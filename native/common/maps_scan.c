@@ -127,6 +127,8 @@ static int path_starts_with(const struct ksm_vma *vma, const char *prefix) {
   return vma->path_len >= len && memcmp(vma->path, prefix, len) == 0;
 }
 
+int ksm_vma_is_heap(const struct ksm_vma *vma) { return path_is(vma, "[heap]"); }
+
 int ksm_vma_is_markable(const struct ksm_vma *vma) {
   if (!vma->is_private || vma->inode != 0 || vma->end <= vma->start) return 0;
   if (vma->path_len == 0 || path_is(vma, "[heap]")) return 1;

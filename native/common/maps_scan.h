@@ -36,6 +36,9 @@ int ksm_maps_walk(const char *maps_path, char *buf, size_t buf_size, ksm_vma_fn 
  * mapping ([vdso], [vvar], [vsyscall], ...). The heap and [anon:...] count. */
 int ksm_vma_is_markable(const struct ksm_vma *vma);
 
+/* Whether the kernel names the mapping [heap]: part of the brk heap. */
+int ksm_vma_is_heap(const struct ksm_vma *vma);
+
 #ifdef __cplusplus
 }
 #endif

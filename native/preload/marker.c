@@ -83,23 +83,51 @@ static int advise(uintptr_t start, uintptr_t end, int count_as_new) {
   return 0;
 }
 
+/*
+ * The kernel grows the brk heap by extending its top VMA, which glibc does through its
+ * internal sbrk, out of our hooks' sight, and writes to at once. The extension joins the
+ * top VMA only while that VMA is unmarked; next to a marked one it becomes a VMA of its
+ * own, with an anon_vma of its own, which no later marking can merge back. So the top
+ * HEAP_GUARD of the heap stays unmarked: growth extends it, and marking it later merges
+ * it into the marked heap below, with which it shares one anon_vma. The heap keeps two
+ * VMAs however often it grows. (Marking a slice is the exception to whole mappings.)
+ */
+#define HEAP_GUARD (64 * 1024)
+
+static uintptr_t current_break(void) { return (uintptr_t)syscall(SYS_brk, 0); }
+
+/* Where marking of `vma` stops: its end, or the start of the heap's guard. */
+static uintptr_t marking_end(const struct ksm_vma *vma, uintptr_t brk) {
+  int heap_top = ksm_vma_is_heap(vma) && vma->start < brk && brk <= vma->end;
+  if (!heap_top) return vma->end;
+  return vma->end - vma->start > HEAP_GUARD ? vma->end - HEAP_GUARD : vma->start;
+}
+
 struct walk {
   int full;
+  uintptr_t brk;
 };
 
 static int visit(const struct ksm_vma *vma, void *arg) {
   const struct walk *walk = arg;
+  int markable = eligible(vma);
+  uintptr_t end = markable ? marking_end(vma, walk->brk) : vma->end;
   int marked = 0;
-  if (eligible(vma)) {
-    int was_marked = ksm_ranges_was_marked(vma->start, vma->end);
-    marked = (was_marked && !walk->full) || advise(vma->start, vma->end, !was_marked);
+  if (markable && end > vma->start) {
+    int was_marked = ksm_ranges_was_marked(vma->start, end);
+    marked = (was_marked && !walk->full) || advise(vma->start, end, !was_marked);
   }
-  ksm_ranges_append(vma->start, vma->end, marked);
+  if (end > vma->start) ksm_ranges_append(vma->start, end, marked);
+  if (end < vma->end) {
+    /* glibc shrank the heap into its marked part: give it back its guard. */
+    if (ksm_ranges_was_marked(end, vma->end)) syscall(SYS_madvise, end, vma->end - end, MADV_UNMERGEABLE);
+    ksm_ranges_append(end, vma->end, 0);
+  }
   return !ksm_marker_active;
 }
 
 static void walk_now(int full, uint64_t now) {
-  struct walk walk = {full};
+  struct walk walk = {full, current_break()};
   uint64_t started = now_ns(CLOCK_MONOTONIC);
   ksm_ranges_begin_rebuild();
   if (ksm_maps_walk("/proc/self/maps", maps_buffer, sizeof maps_buffer, visit, &walk) != 0) {
@@ -155,6 +183,10 @@ static int query_mapping(uintptr_t address, struct ksm_vma *vma, char *name, siz
  */
 
 static void remember_pending(uintptr_t address, uint64_t now) {
+  /* A growing mapping keeps its start: once is enough. */
+  for (unsigned i = 0; i < pending_count; i++) {
+    if (pending[i] == address) return;
+  }
   if (pending_count == PENDING_MAX) {
     walk_pending = 1;
     return;
@@ -165,12 +197,13 @@ static void remember_pending(uintptr_t address, uint64_t now) {
 
 /* Lock held: marks the mapping holding each pending address, whatever it grew into. */
 static void mark_pending(void) {
+  uintptr_t brk = current_break();
   for (unsigned i = 0; i < pending_count; i++) {
     char name[256];
     struct ksm_vma vma;
-    if (query_mapping(pending[i], &vma, name, sizeof name) != 1) continue;
-    int marked = eligible(&vma) && advise(vma.start, vma.end, 1);
-    ksm_ranges_insert(vma.start, vma.end, marked);
+    if (query_mapping(pending[i], &vma, name, sizeof name) != 1 || !eligible(&vma)) continue;
+    uintptr_t end = marking_end(&vma, brk);
+    if (end > vma.start) ksm_ranges_insert(vma.start, end, advise(vma.start, end, 1));
     count(&stats.targeted, 1);
   }
   pending_count = 0;

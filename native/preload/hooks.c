@@ -36,8 +36,17 @@
     }                                                         \
   } while (0)
 
+/* Allocations large enough for a mapping of their own always; others one in
+ * KSM_SAMPLE_EVERY per thread (ksm_marker_note resets the countdown). */
+static inline int worth_noting(size_t size) { return size >= OWN_MAPPING_BYTES || --ksm_sample_countdown <= 0; }
+
+static void *note_result(void *p) {
+  if (ksm_marker_active) ksm_marker_note(p);
+  return p;
+}
+
 static inline void *noted(void *p, size_t size) {
-  if (UNLIKELY(ksm_marker_active) && (size >= OWN_MAPPING_BYTES || --ksm_sample_countdown <= 0)) ksm_marker_note(p);
+  if (UNLIKELY(ksm_marker_active) && worth_noting(size)) ksm_marker_note(p);
   return p;
 }
 
@@ -142,10 +151,22 @@ static struct {
 
 #define SET(field, value) __atomic_store_n(&dispatch.field, (value), __ATOMIC_RELAXED)
 
-/* madvise mode's hot paths, once the real functions are known. */
-static void *malloc_noting(size_t size) { return noted(ksm_real.malloc(size), size); }
-static void *calloc_noting(size_t count, size_t size) { return noted(ksm_real.calloc(count, size), count * size); }
-static void *realloc_noting(void *p, size_t size) { return noted(ksm_real.realloc(p, size), size); }
+/* madvise mode's hot paths, once the real functions are known. They decide before the
+ * call whether to look at its result, so that most calls are a plain tail call. */
+static void *malloc_noting(size_t size) {
+  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.malloc(size));
+  return ksm_real.malloc(size);
+}
+
+static void *calloc_noting(size_t count, size_t size) {
+  if (UNLIKELY(worth_noting(count * size))) return note_result(ksm_real.calloc(count, size));
+  return ksm_real.calloc(count, size);
+}
+
+static void *realloc_noting(void *p, size_t size) {
+  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.realloc(p, size));
+  return ksm_real.realloc(p, size);
+}
 
 void ksm_hooks_settle(int noting) {
   /* Blocks from the bootstrap buffer may still be freed or reallocated. */

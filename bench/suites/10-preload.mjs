@@ -10,7 +10,7 @@ import { join } from 'node:path';
 const root = new URL('../../', import.meta.url).pathname;
 const fixtures = join(root, 'test', 'fixtures', 'preload');
 const work = mkdtempSync(join(tmpdir(), 'ksm-bench-preload-'));
-const CPU_RUNS = 61;
+const CPU_RUNS = 51;
 
 function cc(args) {
   execFileSync('cc', ['-O2', ...args], { stdio: 'inherit' });
@@ -29,6 +29,10 @@ function preloadLibrary() {
 const library = preloadLibrary();
 const oldModel = join(work, 'old_ksm_preload_model.so');
 cc(['-fPIC', '-shared', '-o', oldModel, join(fixtures, 'old_ksm_preload_model.c'), '-ldl']);
+// The cost of LD_PRELOAD itself, whatever the library: one that defines nothing but a variable.
+const emptyLibrary = join(work, 'empty.so');
+writeFileSync(join(work, 'empty.c'), 'int ksm_bench_empty_library;\n');
+cc(['-fPIC', '-shared', '-o', emptyLibrary, join(work, 'empty.c')]);
 const churn = join(work, 'churn');
 cc(['-o', churn, join(fixtures, 'churn.c')]);
 const python3 = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
@@ -84,7 +88,8 @@ function measureWorkload(command, args, variant) {
 }
 
 function churnCpuMicros(variant) {
-  const result = spawnSync(churn, [], { env: envFor(variant === 'none again' ? 'none' : variant), encoding: 'utf8' });
+  const [command, args] = variant === launcherVariant ? [launcher, ['--mode', 'prctl', '--', churn]] : [churn, []];
+  const result = spawnSync(command, args, { env: cpuEnv[variant] ?? envFor(variant), encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`churn under ${variant} failed: ${result.stderr}`);
   return Number(result.stdout.trim());
 }
@@ -105,7 +110,16 @@ for (const [name, [command, args]] of Object.entries(workloads)) {
 
 // Interleaved, in a rotating order, so drift and neighbours' load hit every variant alike.
 // "none again" is a control: its ratio to "none" shows how finely this machine can measure.
-const cpuVariants = ['none', 'none again', ...Object.keys(variants).slice(1)];
+// `ksm run` in prctl mode: the launcher sets the flag and execs, with no library loaded.
+const launcher = join(root, 'build', 'Release', 'ksm-exec');
+const launcherVariant = 'prctl by ksm-exec, no library';
+const cpuVariants = ['none', 'none again', 'empty preloaded library', ...Object.keys(variants).slice(1)];
+if (existsSync(launcher)) cpuVariants.push(launcherVariant);
+const cpuEnv = {
+  'none again': envFor('none'),
+  'empty preloaded library': { ...envFor('none'), LD_PRELOAD: emptyLibrary },
+  [launcherVariant]: envFor('none'),
+};
 const cpuRuns = Object.fromEntries(cpuVariants.map((v) => [v, []]));
 const order = cpuVariants;
 churnCpuMicros('none'); // warm-up: page cache, CPU frequency
@@ -149,6 +163,8 @@ for (const [variant, goal] of [['madvise', 1.05], ['prctl', 1.02]]) {
 }
 rows.push({ figure: 'churn CPU, old model ÷ none', value: ratio(pairedRatio('old ksm_preload (model)')), goal: 'reference' });
 rows.push({ figure: 'churn CPU, none ÷ none (control: the noise floor)', value: ratio(pairedRatio('none again')), goal: 'reference' });
+rows.push({ figure: 'churn CPU, an empty preloaded library ÷ none', value: ratio(pairedRatio('empty preloaded library')), goal: 'reference' });
+if (cpuRuns[launcherVariant]) rows.push({ figure: `churn CPU, ${launcherVariant} ÷ none`, value: ratio(pairedRatio(launcherVariant)), goal: 'reference' });
 for (const variant of ['madvise', 'prctl']) {
   if (instructions.none && instructions[variant]) {
     rows.push({ figure: `churn instructions (callgrind), ${variant} ÷ none`, value: ratio(instructions[variant] / instructions.none), goal: 'reference' });

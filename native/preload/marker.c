@@ -166,6 +166,9 @@ static int query_mapping(uintptr_t address, struct ksm_vma *vma, char *name, siz
   *vma = (struct ksm_vma){
       .start = (uintptr_t)query.vma_start,
       .end = (uintptr_t)query.vma_end,
+      .prot = (query.vma_flags & KSM_PROCMAP_QUERY_VMA_READABLE ? PROT_READ : 0) |
+              (query.vma_flags & KSM_PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0) |
+              (query.vma_flags & KSM_PROCMAP_QUERY_VMA_EXECUTABLE ? PROT_EXEC : 0),
       .is_private = !(query.vma_flags & KSM_PROCMAP_QUERY_VMA_SHARED),
       .inode = (unsigned long)query.inode,
       .path = name,
@@ -195,6 +198,17 @@ static void remember_pending(uintptr_t address, uint64_t now) {
   if (!load(&pending_since)) __atomic_store_n(&pending_since, now, __ATOMIC_RELAXED);
 }
 
+/* glibc's thread arenas grow by mprotect into the PROT_NONE rest of their 64 MiB
+ * reservation. Marked along with the part in use, that rest hands its mark to each piece
+ * growth makes usable, which then merges with the marked part below it. */
+static void mark_reservation_after(uintptr_t end) {
+  char name[256];
+  struct ksm_vma next;
+  if (query_mapping(end, &next, name, sizeof name) == 1 && next.start == end && next.prot == 0 && eligible(&next)) {
+    ksm_ranges_insert(next.start, next.end, advise(next.start, next.end, 1));
+  }
+}
+
 /* Lock held: marks the mapping holding each pending address, whatever it grew into. */
 static void mark_pending(void) {
   uintptr_t brk = current_break();
@@ -204,6 +218,7 @@ static void mark_pending(void) {
     if (query_mapping(pending[i], &vma, name, sizeof name) != 1 || !eligible(&vma)) continue;
     uintptr_t end = marking_end(&vma, brk);
     if (end > vma.start) ksm_ranges_insert(vma.start, end, advise(vma.start, end, 1));
+    if (end == vma.end) mark_reservation_after(vma.end);
     count(&stats.targeted, 1);
   }
   pending_count = 0;

@@ -193,6 +193,23 @@ static const char *preload_ignored_because(const char *file) {
   return NULL;
 }
 
+/* Whether CMD runs with privileges its caller lacks: another security domain, whose
+ * memory must not merge with the caller's (a side channel into it). */
+static const char *privileged_because(const char *command) {
+  char found[PATH_MAX];
+  const char *file = resolve_command(command, found, sizeof found);
+  struct stat st;
+  if (!file || stat(file, &st) != 0) return NULL;
+  if ((st.st_mode & S_ISUID) && st.st_uid != geteuid()) return "is setuid to another user";
+  if ((st.st_mode & S_ISGID) && st.st_gid != getegid()) return "is setgid to another group";
+  if (geteuid() != 0 && getxattr(file, "security.capability", NULL, 0) >= 0) return "has file capabilities";
+  return NULL;
+}
+
+static void clear_inherited_merge_flag(void) {
+  if (syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1) syscall(SYS_prctl, PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
+}
+
 static void warn_if_preload_ignored(const char *command) {
   char found[PATH_MAX];
   const char *file = resolve_command(command, found, sizeof found);
@@ -244,11 +261,17 @@ int main(int argc, char **argv) {
   int verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
   int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
   int inherited;
+  const char *privileged = options.mode == KSM_MODE_OFF ? NULL : privileged_because(options.command[0]);
   if (options.mode == KSM_MODE_OFF) {
     /* Off means off, also for a flag inherited from our own parent. */
-    if (syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1) syscall(SYS_prctl, PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
+    clear_inherited_merge_flag();
     setenv("KSM_PRELOAD_MODE", "off", 1);
     say(verbose, "mode off", 0);
+  } else if (privileged) {
+    /* The prctl flag would survive the exec (the loader drops LD_PRELOAD by itself). */
+    clear_inherited_merge_flag();
+    fprintf(stderr, WHO ": %s %s: it runs unmarked, as merging its memory with this user's would open a side channel into it\n",
+            options.command[0], privileged);
   } else if (options.mode == KSM_MODE_MADVISE) {
     use_preload_library(&options);
     say(verbose, "mode madvise: LD_PRELOAD set", 0);

@@ -60,8 +60,8 @@ static inline void *noted_mapping(void *p, size_t len, int flags) {
 }
 
 static void *malloc_hooked(size_t size) {
-  ENSURE_REAL(malloc, ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.malloc(size), size);
+  ENSURE_REAL(allocator.malloc, ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
+  return noted(ksm_real.allocator.malloc(size), size);
 }
 
 static void *bootstrap_calloc(size_t count, size_t size) {
@@ -75,14 +75,14 @@ static void *bootstrap_calloc(size_t count, size_t size) {
 }
 
 static void *calloc_hooked(size_t count, size_t size) {
-  ENSURE_REAL(calloc, bootstrap_calloc(count, size));
-  return noted(ksm_real.calloc(count, size), count * size);
+  ENSURE_REAL(allocator.calloc, bootstrap_calloc(count, size));
+  return noted(ksm_real.allocator.calloc(count, size), count * size);
 }
 
 static void free_hooked(void *p) {
   if (ksm_bootstrap_owns(p)) return;
-  ENSURE_REAL(free, );
-  ksm_real.free(p);
+  ENSURE_REAL(allocator.free, );
+  ksm_real.allocator.free(p);
 }
 
 static void *move_out_of_bootstrap(void *p, size_t size) {
@@ -96,8 +96,8 @@ static void *move_out_of_bootstrap(void *p, size_t size) {
 
 static void *realloc_hooked(void *p, size_t size) {
   if (ksm_bootstrap_owns(p)) return move_out_of_bootstrap(p, size);
-  ENSURE_REAL(realloc, p ? NULL : ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.realloc(p, size), size);
+  ENSURE_REAL(allocator.realloc, p ? NULL : ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
+  return noted(ksm_real.allocator.realloc(p, size), size);
 }
 
 static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
@@ -108,25 +108,25 @@ static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
 }
 
 static int posix_memalign_hooked(void **out, size_t alignment, size_t size) {
-  ENSURE_REAL(posix_memalign, bootstrap_posix_memalign(out, alignment, size));
-  int result = ksm_real.posix_memalign(out, alignment, size);
+  ENSURE_REAL(allocator.posix_memalign, bootstrap_posix_memalign(out, alignment, size));
+  int result = ksm_real.allocator.posix_memalign(out, alignment, size);
   if (result == 0) noted(*out, size);
   return result;
 }
 
 static void *aligned_alloc_hooked(size_t alignment, size_t size) {
-  ENSURE_REAL(aligned_alloc, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.aligned_alloc(alignment, size), size);
+  ENSURE_REAL(allocator.aligned_alloc, ksm_bootstrap_alloc(size, alignment));
+  return noted(ksm_real.allocator.aligned_alloc(alignment, size), size);
 }
 
 static void *memalign_hooked(size_t alignment, size_t size) {
-  ENSURE_REAL(memalign, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.memalign(alignment, size), size);
+  ENSURE_REAL(allocator.memalign, ksm_bootstrap_alloc(size, alignment));
+  return noted(ksm_real.allocator.memalign(alignment, size), size);
 }
 
 static void *valloc_hooked(size_t size) {
-  ENSURE_REAL(valloc, ksm_bootstrap_alloc(size, PAGE_BYTES));
-  return noted(ksm_real.valloc(size), size);
+  ENSURE_REAL(allocator.valloc, ksm_bootstrap_alloc(size, PAGE_BYTES));
+  return noted(ksm_real.allocator.valloc(size), size);
 }
 
 /*
@@ -135,16 +135,7 @@ static void *valloc_hooked(size_t size) {
  * once start-up has chosen the mode, outside madvise mode it points straight at the
  * real functions, so the cost left is that one jump.
  */
-static struct {
-  void *(*malloc)(size_t);
-  void *(*calloc)(size_t, size_t);
-  void *(*realloc)(void *, size_t);
-  void (*free)(void *);
-  int (*posix_memalign)(void **, size_t, size_t);
-  void *(*aligned_alloc)(size_t, size_t);
-  void *(*memalign)(size_t, size_t);
-  void *(*valloc)(size_t);
-} dispatch = {
+static struct ksm_allocator dispatch = {
     malloc_hooked, calloc_hooked, realloc_hooked, free_hooked,
     posix_memalign_hooked, aligned_alloc_hooked, memalign_hooked, valloc_hooked,
 };
@@ -154,32 +145,32 @@ static struct {
 /* madvise mode's hot paths, once the real functions are known. They decide before the
  * call whether to look at its result, so that most calls are a plain tail call. */
 static void *malloc_noting(size_t size) {
-  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.malloc(size));
-  return ksm_real.malloc(size);
+  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.allocator.malloc(size));
+  return ksm_real.allocator.malloc(size);
 }
 
 static void *calloc_noting(size_t count, size_t size) {
-  if (UNLIKELY(worth_noting(count * size))) return note_result(ksm_real.calloc(count, size));
-  return ksm_real.calloc(count, size);
+  if (UNLIKELY(worth_noting(count * size))) return note_result(ksm_real.allocator.calloc(count, size));
+  return ksm_real.allocator.calloc(count, size);
 }
 
 static void *realloc_noting(void *p, size_t size) {
-  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.realloc(p, size));
-  return ksm_real.realloc(p, size);
+  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.allocator.realloc(p, size));
+  return ksm_real.allocator.realloc(p, size);
 }
 
 void ksm_hooks_settle(int noting) {
   /* Blocks from the bootstrap buffer may still be freed or reallocated. */
   int bootstrap_in_use = ksm_bootstrap_used();
-  if (!bootstrap_in_use) SET(free, ksm_real.free);
-  SET(malloc, noting ? malloc_noting : ksm_real.malloc);
-  SET(calloc, noting ? calloc_noting : ksm_real.calloc);
-  if (!bootstrap_in_use) SET(realloc, noting ? realloc_noting : ksm_real.realloc);
+  if (!bootstrap_in_use) SET(free, ksm_real.allocator.free);
+  SET(malloc, noting ? malloc_noting : ksm_real.allocator.malloc);
+  SET(calloc, noting ? calloc_noting : ksm_real.allocator.calloc);
+  if (!bootstrap_in_use) SET(realloc, noting ? realloc_noting : ksm_real.allocator.realloc);
   if (noting) return;
-  SET(posix_memalign, ksm_real.posix_memalign);
-  SET(aligned_alloc, ksm_real.aligned_alloc);
-  SET(memalign, ksm_real.memalign);
-  SET(valloc, ksm_real.valloc);
+  SET(posix_memalign, ksm_real.allocator.posix_memalign);
+  SET(aligned_alloc, ksm_real.allocator.aligned_alloc);
+  SET(memalign, ksm_real.allocator.memalign);
+  SET(valloc, ksm_real.allocator.valloc);
 }
 
 KSM_EXPORT void *malloc(size_t size) { return dispatch.malloc(size); }
@@ -217,14 +208,14 @@ KSM_EXPORT void *mremap(void *old_address, size_t old_size, size_t new_size, int
     new_address = va_arg(args, void *);
     va_end(args);
   }
-  ENSURE_REAL(malloc, (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address));
+  ENSURE_REAL(allocator.malloc, (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address));
   void *p = ksm_real.mremap ? ksm_real.mremap(old_address, old_size, new_size, flags, new_address)
                             : (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address);
   return p == MAP_FAILED ? p : noted(p, new_size);
 }
 
 KSM_EXPORT int brk(void *end) {
-  ENSURE_REAL(malloc, (errno = ENOMEM, -1));
+  ENSURE_REAL(allocator.malloc, (errno = ENOMEM, -1));
   if (!ksm_real.brk) return errno = ENOMEM, -1;
   int result = ksm_real.brk(end);
   /* The last byte below the new break is in the new memory, if there is any. */
@@ -233,7 +224,7 @@ KSM_EXPORT int brk(void *end) {
 }
 
 KSM_EXPORT void *sbrk(intptr_t increment) {
-  ENSURE_REAL(malloc, (errno = ENOMEM, (void *)-1));
+  ENSURE_REAL(allocator.malloc, (errno = ENOMEM, (void *)-1));
   if (!ksm_real.sbrk) return errno = ENOMEM, (void *)-1;
   void *old_end = ksm_real.sbrk(increment);
   return old_end != (void *)-1 && increment > 0 ? noted(old_end, (size_t)increment) : old_end;

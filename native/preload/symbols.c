@@ -73,18 +73,20 @@ static void *find(const char *name, int required) {
 
 void *ksm_find_real(const char *name) { return find(name, 1); }
 
-#define RESOLVE(field, required) ksm_real.field = (__typeof__(ksm_real.field))find(#field, required)
+#define RESOLVE_AS(place, name, required) ((place) = (__typeof__(place))find((name), (required)))
+#define RESOLVE(field, required) RESOLVE_AS(ksm_real.field, #field, required)
+#define RESOLVE_ALLOCATOR(field) RESOLVE_AS(ksm_real.allocator.field, #field, 1)
 
 void ksm_resolve_real_functions(void) {
   int saved_errno = errno;
   __atomic_store_n(&resolving, 1, __ATOMIC_SEQ_CST);
-  RESOLVE(calloc, 1);
-  RESOLVE(realloc, 1);
-  RESOLVE(free, 1);
-  RESOLVE(posix_memalign, 1);
-  RESOLVE(aligned_alloc, 1);
-  RESOLVE(memalign, 1);
-  RESOLVE(valloc, 1);
+  RESOLVE_ALLOCATOR(calloc);
+  RESOLVE_ALLOCATOR(realloc);
+  RESOLVE_ALLOCATOR(free);
+  RESOLVE_ALLOCATOR(posix_memalign);
+  RESOLVE_ALLOCATOR(aligned_alloc);
+  RESOLVE_ALLOCATOR(memalign);
+  RESOLVE_ALLOCATOR(valloc);
   RESOLVE(mmap, 1);
 #ifdef __GLIBC__
   RESOLVE(mmap64, 0);
@@ -93,7 +95,7 @@ void ksm_resolve_real_functions(void) {
   RESOLVE(brk, 0);
   RESOLVE(sbrk, 0);
   /* malloc last: the hooks of optional functions take it as the sign that all is done. */
-  RESOLVE(malloc, 1);
+  RESOLVE_ALLOCATOR(malloc);
   __atomic_store_n(&resolving, 0, __ATOMIC_SEQ_CST);
   errno = saved_errno;
 }

@@ -6,7 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct ksm_real_functions {
+/* The allocation functions: the real ones, and the table our exported ones jump through. */
+struct ksm_allocator {
   void *(*malloc)(size_t);
   void *(*calloc)(size_t, size_t);
   void *(*realloc)(void *, size_t);
@@ -15,6 +16,10 @@ struct ksm_real_functions {
   void *(*aligned_alloc)(size_t, size_t);
   void *(*memalign)(size_t, size_t);
   void *(*valloc)(size_t);
+};
+
+struct ksm_real_functions {
+  struct ksm_allocator allocator;
   void *(*mmap)(void *, size_t, int, int, int, off_t);
   /* Optional: left NULL where the C library lacks them. */
 #ifdef __GLIBC__

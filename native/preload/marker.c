@@ -240,11 +240,16 @@ static int note_new_mapping(uintptr_t address, uint64_t now) {
 /* Lock held: what the evidence and the clock call for. */
 static void act(uintptr_t address, int evidence, int idle) {
   uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE);
-  if (evidence && !(query_supported && note_new_mapping(address, now))) walk_pending = 1;
+  if (evidence && !(query_supported && note_new_mapping(address, now))) {
+    /* A walk marks what it finds, so it waits for the growth to pause just the same. */
+    walk_pending = 1;
+    if (!load(&pending_since)) __atomic_store_n(&pending_since, now, __ATOMIC_RELAXED);
+  }
   int full_due = now - last_full_walk >= FULL_WALK_GAP;
-  if (full_due || (walk_pending && (idle || now - last_walk >= walk_gap))) {
+  int paused = idle || now - pending_since >= PENDING_DELAY;
+  if (full_due || (walk_pending && paused && (idle || now - last_walk >= walk_gap))) {
     walk_now(full_due, now);
-  } else if (pending_count && (idle || now - pending_since >= PENDING_DELAY)) {
+  } else if (pending_count && paused) {
     mark_pending();
   }
 }
@@ -292,8 +297,9 @@ void ksm_marker_note_mapping(void *addr, size_t len) {
   errno = saved_errno;
 }
 
-int ksm_marker_start(uint64_t bytes) {
+int ksm_marker_start(uint64_t bytes, int without_query) {
   int saved_errno = errno;
+  if (without_query) query_supported = 0;
   struct sysinfo memory;
   min_bytes = bytes;
   if (sysinfo(&memory) == 0 && memory.totalram > 0) max_bytes = (uint64_t)memory.totalram * memory.mem_unit;

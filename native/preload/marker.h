@@ -26,8 +26,9 @@ extern int ksm_marker_active;
 extern __thread int ksm_sample_countdown __attribute__((tls_model("initial-exec")));
 
 /* Starts madvise mode with a first full walk. Returns 0, or the errno with which the
- * kernel refuses MADV_MERGEABLE (then madvise mode stays off). */
-int ksm_marker_start(uint64_t min_bytes);
+ * kernel refuses MADV_MERGEABLE (then madvise mode stays off). `without_query` plays a
+ * kernel before 6.11, which has no PROCMAP_QUERY: walks alone find new mappings. */
+int ksm_marker_start(uint64_t min_bytes, int without_query);
 
 /* After an allocation returned `p`: cheap unless p lies outside the known mappings.
  * Resets ksm_sample_countdown. */

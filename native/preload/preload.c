@@ -18,9 +18,10 @@
 
 static enum ksm_mode active_mode = KSM_MODE_OFF;
 static int verbose;
+static int without_procmap_query;
 
 static void start_madvise(const char *why, int prctl_error, uint64_t min_bytes) {
-  int refusal = ksm_marker_start(min_bytes);
+  int refusal = ksm_marker_start(min_bytes, without_procmap_query);
   if (refusal) {
     active_mode = KSM_MODE_OFF;
     if (verbose) ksm_log_start(active_mode, "MADV_MERGEABLE refused, running unmarked", refusal);
@@ -38,6 +39,7 @@ __attribute__((constructor)) static void ksm_preload_start(void) {
   uint64_t min_bytes = ksm_env_min_bytes(WHO);
   int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
   verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
+  without_procmap_query = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PROCMAP_QUERY");
 
   if (requested == KSM_MODE_OFF) {
     if (verbose) ksm_log_start(KSM_MODE_OFF, "KSM_PRELOAD_MODE=off", 0);

@@ -6,7 +6,14 @@ import { cleanEnv, explain, ksmExecPath, libraryPath, run } from './support/run.
 // or the launcher reads gives exactly one stderr line that names the variable
 // (printable, bounded), the default is used, and the program's output is intact.
 
-const LIBRARY_VARIABLES = ['KSM_PRELOAD_MODE', 'KSM_PRELOAD_MIN_BYTES', 'KSMP_MERGE_THRESHOLD', 'KSM_PRELOAD_VERBOSE', 'KSM_PRELOAD_TEST_NO_PRCTL'];
+const LIBRARY_VARIABLES = [
+  'KSM_PRELOAD_MODE',
+  'KSM_PRELOAD_MIN_BYTES',
+  'KSMP_MERGE_THRESHOLD',
+  'KSM_PRELOAD_VERBOSE',
+  'KSM_PRELOAD_TEST_NO_PRCTL',
+  'KSM_PRELOAD_TEST_NO_PROCMAP_QUERY',
+];
 
 /** Values no variable accepts; each reaches the program's environment unchanged. */
 const HOSTILE_VALUES = [
@@ -31,6 +38,7 @@ const EXTRA: Record<string, string[]> = {
   KSMP_MERGE_THRESHOLD: ['yes', '1099511627777'],
   KSM_PRELOAD_VERBOSE: ['2', 'madvise'],
   KSM_PRELOAD_TEST_NO_PRCTL: ['2', 'madvise'],
+  KSM_PRELOAD_TEST_NO_PROCMAP_QUERY: ['2', 'madvise'],
 };
 
 const hostile = (variable: string): string[] => [...HOSTILE_VALUES, ...(EXTRA[variable] ?? [])];

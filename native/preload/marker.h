@@ -17,13 +17,13 @@ struct ksm_marker_stats {
 };
 
 /* Nonzero while madvise mode runs: the hooks' only test on their fast path. */
-extern int ksm_marker_active;
+extern int ksm_marker_active __attribute__((visibility("hidden")));
 
 /* Small allocations come from memory that is nearly always known already, so the hooks
  * pass only one in KSM_SAMPLE_EVERY of them on (per thread); those large enough to get
  * a mapping of their own (128 KiB) always. */
 #define KSM_SAMPLE_EVERY 64
-extern __thread int ksm_sample_countdown __attribute__((tls_model("initial-exec")));
+extern __thread int ksm_sample_countdown __attribute__((visibility("hidden"), tls_model("initial-exec")));
 
 /* Starts madvise mode with a first full walk. Returns 0, or the errno with which the
  * kernel refuses MADV_MERGEABLE (then madvise mode stays off). `without_query` plays a

@@ -30,7 +30,7 @@ struct ksm_real_functions {
   void *(*sbrk)(intptr_t);
 };
 
-extern struct ksm_real_functions ksm_real;
+extern struct ksm_real_functions ksm_real __attribute__((visibility("hidden")));
 
 /* Fills ksm_real, once per process (racing threads just do it twice). A required
  * symbol that cannot be found ends the process: without it the program cannot run. */
@@ -45,7 +45,7 @@ int ksm_resolving(void);
 
 /* Bump allocator over a static buffer for those calls; its memory is never reused. */
 #define KSM_BOOTSTRAP_BYTES (64 * 1024)
-extern unsigned char ksm_bootstrap_buffer[KSM_BOOTSTRAP_BYTES];
+extern unsigned char ksm_bootstrap_buffer[KSM_BOOTSTRAP_BYTES] __attribute__((visibility("hidden")));
 void *ksm_bootstrap_alloc(size_t size, size_t alignment);
 size_t ksm_bootstrap_size(const void *p);
 int ksm_bootstrap_used(void);

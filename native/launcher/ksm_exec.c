@@ -193,11 +193,9 @@ static const char *preload_ignored_because(const char *file) {
   return NULL;
 }
 
-/* Whether CMD runs with privileges its caller lacks: another security domain, whose
+/* Whether the file runs with privileges its caller lacks: another security domain, whose
  * memory must not merge with the caller's (a side channel into it). */
-static const char *privileged_because(const char *command) {
-  char found[PATH_MAX];
-  const char *file = resolve_command(command, found, sizeof found);
+static const char *privileged_because(const char *file) {
   struct stat st;
   if (!file || stat(file, &st) != 0) return NULL;
   if ((st.st_mode & S_ISUID) && st.st_uid != geteuid()) return "is setuid to another user";
@@ -210,9 +208,7 @@ static void clear_inherited_merge_flag(void) {
   if (syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1) syscall(SYS_prctl, PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
 }
 
-static void warn_if_preload_ignored(const char *command) {
-  char found[PATH_MAX];
-  const char *file = resolve_command(command, found, sizeof found);
+static void warn_if_preload_ignored(const char *command, const char *file) {
   const char *reason = file ? preload_ignored_because(file) : NULL;
   if (reason) {
     fprintf(stderr, WHO ": %s %s, so LD_PRELOAD cannot reach it and PR_SET_MEMORY_MERGE is unavailable: it runs unmarked\n",
@@ -233,7 +229,8 @@ static void reset_signals(void) {
   }
 }
 
-static void use_preload_library(const struct options *options) {
+/* `file` is the command as execvp will find it, or NULL. */
+static void use_preload_library(const struct options *options, const char *file) {
   char found[PATH_MAX];
   const char *library = options->library ? options->library : find_library(found, sizeof found);
   if (!library) fail(EXIT_USAGE, "cannot find " LIBRARY_NAME " next to ksm-exec or in ../lib*; pass --lib PATH", NULL);
@@ -244,7 +241,7 @@ static void use_preload_library(const struct options *options) {
   if (access(library, R_OK) != 0) fail(EXIT_USAGE, "cannot read the library ", library);
   prepend_preload(library);
   setenv("KSM_PRELOAD_MODE", "madvise", 1);
-  warn_if_preload_ignored(options->command[0]);
+  warn_if_preload_ignored(options->command[0], file);
 }
 
 static void say(int verbose, const char *what, int error) {
@@ -261,7 +258,9 @@ int main(int argc, char **argv) {
   int verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
   int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
   int inherited;
-  const char *privileged = options.mode == KSM_MODE_OFF ? NULL : privileged_because(options.command[0]);
+  char found[PATH_MAX];
+  const char *file = options.mode == KSM_MODE_OFF ? NULL : resolve_command(options.command[0], found, sizeof found);
+  const char *privileged = file ? privileged_because(file) : NULL;
   if (options.mode == KSM_MODE_OFF) {
     /* Off means off, also for a flag inherited from our own parent. */
     clear_inherited_merge_flag();
@@ -273,7 +272,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, WHO ": %s %s: it runs unmarked, as merging its memory with this user's would open a side channel into it\n",
             options.command[0], privileged);
   } else if (options.mode == KSM_MODE_MADVISE) {
-    use_preload_library(&options);
+    use_preload_library(&options, file);
     say(verbose, "mode madvise: LD_PRELOAD set", 0);
   } else {
     int error = ksm_enable_merge_any(pretend_no_prctl, &inherited);
@@ -281,7 +280,7 @@ int main(int argc, char **argv) {
       say(verbose, "mode prctl: PR_SET_MEMORY_MERGE set, kept across exec", 0);
     } else if (options.mode == KSM_MODE_AUTO) {
       say(verbose, "mode madvise: PR_SET_MEMORY_MERGE refused", error);
-      use_preload_library(&options);
+      use_preload_library(&options, file);
     } else {
       fprintf(stderr, WHO ": PR_SET_MEMORY_MERGE refused (%s); %s runs unmarked\n", strerror(error), options.command[0]);
     }

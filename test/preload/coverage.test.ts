@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
-import { buildFixture, coverageReaching, fixturesDir, preloadEnv, python3, startWorkload, type Mode } from './native-build.js';
+import { buildFixture, coverageReaching, fixturesDir, MADVISE_KERNELS, preloadEnv, python3, startWorkload, type Mode } from './native-build.js';
 
 // Coverage = anonymous kB in `mg` mappings ÷ all anonymous kB, from /proc/PID/smaps.
 const workloads = {
@@ -9,10 +9,6 @@ const workloads = {
   python3: () => [python3, [join(fixturesDir, 'workload.py')]] as const,
   c: () => [buildFixture('workload'), []] as const,
 };
-
-/** Plays a kernel before 6.11, where madvise mode runs in the field (prctl needs 6.4):
- * without PROCMAP_QUERY, walks of /proc/self/maps alone find new mappings. */
-const WALKS_ONLY = { KSM_PRELOAD_TEST_NO_PROCMAP_QUERY: '1' };
 
 /** Coverage once it reached `expected` (the library marks when the program pauses). */
 async function measure(workload: keyof typeof workloads, mode: Mode, expected = 0, extraEnv: Record<string, string> = {}) {
@@ -31,7 +27,7 @@ describe.each(Object.keys(workloads) as (keyof typeof workloads)[])('coverage of
     expect((await measure(workload, 'off')).ratio).toBeLessThan(0.01);
   });
 
-  for (const [kernel, extraEnv] of [['', {}], [', on a kernel without PROCMAP_QUERY', WALKS_ONLY]] as const) {
+  for (const [kernel, extraEnv] of MADVISE_KERNELS) {
     it(`is at least 95 % in madvise mode${kernel}, without splitting mappings`, async (ctx) => {
       requireOrSkip(ctx, ksmUnavailable());
       const plain = await measure(workload, 'off');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { readSmaps } from '../helpers/smaps.js';
-import { buildFixture, preloadEnv, startWorkload, type Mode } from './native-build.js';
+import { buildFixture, MADVISE_KERNELS, preloadEnv, startWorkload, type Mode } from './native-build.js';
 
 // glibc grows its heaps behind the hooks' back: the brk heap by sbrk, a thread's arena by
 // mprotect inside its 64 MiB reservation. A piece that grows next to a marked mapping
@@ -26,14 +26,7 @@ async function afterGrowth(mode: Mode, args: string[] = [], extraEnv: Record<str
   }
 }
 
-// Kernels before 6.11 have no PROCMAP_QUERY; there walks of /proc/self/maps alone find
-// what grew. That is where madvise mode runs in the field (prctl needs 6.4).
-const kernels: [string, Record<string, string>][] = [
-  ['', {}],
-  [', on a kernel without PROCMAP_QUERY', { KSM_PRELOAD_TEST_NO_PROCMAP_QUERY: '1' }],
-];
-
-describe.each(kernels)('growing heaps in madvise mode%s', (_kernel, kernelEnv) => {
+describe.each(MADVISE_KERNELS)('growing heaps in madvise mode%s', (_kernel, kernelEnv) => {
   it(`the brk heap stays at two VMAs, marked but for its top, after ${ROUNDS} rounds of growth and pause`, async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
     const unmarked = await afterGrowth('off');

@@ -60,6 +60,15 @@ export const python3 = execFileSync('python3', ['-c', 'import sys; print(sys.exe
 
 export type Mode = 'none' | 'off' | 'madvise' | 'prctl' | 'auto';
 
+/** The kernels madvise mode is tested on, as a name suffix and extra environment: this
+ * one, and one before 6.11, whose lack of PROCMAP_QUERY a test switch plays (walks of
+ * /proc/self/maps alone find new mappings there). That is where madvise mode runs in the
+ * field: prctl needs 6.4. */
+export const MADVISE_KERNELS: [string, Record<string, string>][] = [
+  ['', {}],
+  [', on a kernel without PROCMAP_QUERY', { KSM_PRELOAD_TEST_NO_PROCMAP_QUERY: '1' }],
+];
+
 /** Environment running a program under the library in `mode` ('none': no library at all). */
 export function preloadEnv(mode: Mode, library = buildLibrary(), extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };

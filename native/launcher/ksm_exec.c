@@ -2,9 +2,16 @@
  * ksm-exec [--mode auto|prctl|madvise|off] [--lib PATH] [--] CMD ARGS...
  *
  * Runs CMD in place of itself (same pid, no parent left behind) with its memory given
- * to KSM: with PR_SET_MEMORY_MERGE, which the kernel keeps across exec (6.7+), or else
- * by putting libksm_preload.so in front of LD_PRELOAD. Exit status as a shell's:
- * 127 CMD not found, 126 CMD not executable; 125 for ksm-exec's own errors.
+ * to KSM: with PR_SET_MEMORY_MERGE where a probe shows the kernel keeps it across exec
+ * (6.7+), or else by putting libksm_preload.so in front of LD_PRELOAD. Exit status as a
+ * shell's: 127 CMD not found, 126 CMD not executable; 125 for ksm-exec's own errors.
+ *
+ * ksm-exec --probe-kernel prints what this kernel offers, one "name value" line each,
+ * for `ksm doctor` (lib/kernel/features.ts reads it):
+ *   prctl N            0 when PR_SET_MEMORY_MERGE is accepted, else the errno
+ *   exec-survival W    kept, lost (6.4-6.6 accept the flag but drop it at execve),
+ *                      unknown (the probe could not run) or none (no prctl)
+ *   procmap-query N    0 when ioctl(PROCMAP_QUERY) answers, else the errno
  */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -26,6 +34,9 @@
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
 #define LIBRARY_NAME "libksm_preload.so"
+#define PROBE_KERNEL_ARGUMENT "--probe-kernel"
+/* argv[1] of the copy of ksm-exec that the exec-survival probe starts. */
+#define REPORT_MERGE_FLAG_ARGUMENT "--report-merge-flag"
 
 #ifndef KSM_EXEC_LIBDIR_FROM_BINDIR
 #define KSM_EXEC_LIBDIR_FROM_BINDIR "../lib"
@@ -208,6 +219,78 @@ static void clear_inherited_merge_flag(void) {
   if (syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1) syscall(SYS_prctl, PR_SET_MEMORY_MERGE, 0, 0, 0, 0);
 }
 
+/* Exit statuses of the copy started by probe_flag_after_exec(). */
+enum { REPORT_FLAG_ON = 0, REPORT_FLAG_OFF = 1, REPORT_FLAG_UNREADABLE = 2, REPORT_EXEC_FAILED = 3 };
+
+enum flag_after_exec { FLAG_KEPT, FLAG_LOST, FLAG_UNKNOWN };
+
+static int report_merge_flag(void) {
+  long on = syscall(SYS_prctl, PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
+  return on == 1 ? REPORT_FLAG_ON : on == 0 ? REPORT_FLAG_OFF : REPORT_FLAG_UNREADABLE;
+}
+
+/* KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC=1 plays a kernel that accepts PR_SET_MEMORY_MERGE
+ * but drops it at execve (6.4-6.6): ksm-exec drops the flag itself before each exec. */
+static void drop_flag_as_such_a_kernel_would(int pretend_lost_at_exec) {
+  if (pretend_lost_at_exec) clear_inherited_merge_flag();
+}
+
+/*
+ * Whether the merge flag, already set on this process, reaches a program it execs. A
+ * child inherits the flag, execs ksm-exec again with an empty environment (so that no
+ * preloaded library sets the flag on its own) and reports it by exit status. One fork
+ * and one exec of this small program; nothing is remembered between runs.
+ */
+static enum flag_after_exec probe_flag_after_exec(int pretend_lost_at_exec) {
+  /* An ignored SIGCHLD would reap the child before waitpid sees its status; CMD gets
+   * the default disposition anyway (reset_signals). */
+  signal(SIGCHLD, SIG_DFL);
+  pid_t child = fork();
+  if (child < 0) return FLAG_UNKNOWN;
+  if (child == 0) {
+    char *const argv[] = {(char *)WHO, (char *)REPORT_MERGE_FLAG_ARGUMENT, NULL};
+    char *const envp[] = {NULL};
+    drop_flag_as_such_a_kernel_would(pretend_lost_at_exec);
+    execve("/proc/self/exe", argv, envp);
+    _exit(REPORT_EXEC_FAILED);
+  }
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return FLAG_UNKNOWN;
+  }
+  if (!WIFEXITED(status)) return FLAG_UNKNOWN;
+  switch (WEXITSTATUS(status)) {
+    case REPORT_FLAG_ON:
+      return FLAG_KEPT;
+    case REPORT_FLAG_OFF:
+      return FLAG_LOST;
+    default:
+      return FLAG_UNKNOWN;
+  }
+}
+
+/* 0 when ioctl(PROCMAP_QUERY) on /proc/self/maps answers (6.11+), else its errno. */
+static int procmap_query_error(int pretend_missing) {
+  static int mapped_here;
+  if (pretend_missing) return ENOTTY;
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  struct ksm_procmap_query query = {.size = sizeof query, .query_addr = (uintptr_t)&mapped_here};
+  int error = ioctl(fd, KSM_PROCMAP_QUERY, &query) == 0 ? 0 : errno;
+  close(fd);
+  return error;
+}
+
+static int probe_kernel(int pretend_no_prctl, int pretend_lost_at_exec, int pretend_no_procmap_query) {
+  static const char *const survival[] = {"kept", "lost", "unknown"};
+  int inherited;
+  int prctl_error = ksm_enable_merge_any(pretend_no_prctl, &inherited);
+  printf("prctl %d\n", prctl_error);
+  printf("exec-survival %s\n", prctl_error ? "none" : survival[probe_flag_after_exec(pretend_lost_at_exec)]);
+  printf("procmap-query %d\n", procmap_query_error(pretend_no_procmap_query));
+  return fflush(stdout) == 0 ? 0 : EXIT_USAGE;
+}
+
 static void warn_if_preload_ignored(const char *command, const char *file) {
   const char *reason = file ? preload_ignored_because(file) : NULL;
   if (reason) {
@@ -254,9 +337,14 @@ static void say(int verbose, const char *what, int error) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], REPORT_MERGE_FLAG_ARGUMENT) == 0) return report_merge_flag();
+  int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
+  int pretend_lost_at_exec = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC");
+  if (argc == 2 && strcmp(argv[1], PROBE_KERNEL_ARGUMENT) == 0) {
+    return probe_kernel(pretend_no_prctl, pretend_lost_at_exec, ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PROCMAP_QUERY"));
+  }
   struct options options = parse_arguments(argc, argv);
   int verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
-  int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
   int inherited;
   char found[PATH_MAX];
   const char *file = options.mode == KSM_MODE_OFF ? NULL : resolve_command(options.command[0], found, sizeof found);
@@ -276,17 +364,31 @@ int main(int argc, char **argv) {
     say(verbose, "mode madvise: LD_PRELOAD set", 0);
   } else {
     int error = ksm_enable_merge_any(pretend_no_prctl, &inherited);
-    if (error == 0) {
+    enum flag_after_exec after_exec = error ? FLAG_UNKNOWN : probe_flag_after_exec(pretend_lost_at_exec);
+    if (after_exec == FLAG_KEPT) {
       say(verbose, "mode prctl: PR_SET_MEMORY_MERGE set, kept across exec", 0);
     } else if (options.mode == KSM_MODE_AUTO) {
-      say(verbose, "mode madvise: PR_SET_MEMORY_MERGE refused", error);
+      if (error) {
+        say(verbose, "mode madvise: PR_SET_MEMORY_MERGE refused", error);
+      } else {
+        /* The library marks CMD from inside; a flag that did survive only adds to it. */
+        say(verbose, after_exec == FLAG_LOST ? "mode madvise: this kernel drops PR_SET_MEMORY_MERGE at execve"
+                                             : "mode madvise: cannot tell whether PR_SET_MEMORY_MERGE survives execve",
+            0);
+      }
       use_preload_library(&options, file);
-    } else {
+    } else if (error) {
       fprintf(stderr, WHO ": PR_SET_MEMORY_MERGE refused (%s); %s runs unmarked\n", strerror(error), options.command[0]);
+    } else if (after_exec == FLAG_LOST) {
+      fprintf(stderr, WHO ": this kernel drops PR_SET_MEMORY_MERGE at execve; %s runs unmarked (--mode auto uses the library)\n",
+              options.command[0]);
+    } else {
+      fprintf(stderr, WHO ": cannot tell whether PR_SET_MEMORY_MERGE survives execve; %s may run unmarked\n", options.command[0]);
     }
   }
   fflush(stderr);
   reset_signals();
+  drop_flag_as_such_a_kernel_would(pretend_lost_at_exec);
   execvp(options.command[0], options.command);
   int error = errno;
   if (error == ENOENT && !strchr(options.command[0], '/')) {

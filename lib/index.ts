@@ -1,19 +1,56 @@
-// The public API: one module per concern, re-exported here.
-export * from './errors.js';
-export { preloadLibrary, launcher, type BuiltFile } from './paths.js';
-export * from './support.js';
-export * from './mark.js';
-export * from './alloc.js';
-export * from './process-merging.js';
-export * from './process-stats.js';
-export * from './exec.js';
-export * from './system-stats.js';
-export * from './tune.js';
-export * from './persist.js';
-export * from './snippets.js';
-export * from './quote.js';
-export * from './install-lib.js';
-export * from './top.js';
-export * from './doctor.js';
-export * from './analyze.js';
-export * from './demo.js';
+// The public API of ksm-preload: every name a user may depend on, listed once.
+// Anything not exported here is internal and may change without notice;
+// test/api/public-api.test.ts holds the checked list.
+
+// Errors.
+export { KsmError, type KsmErrorExtraCode } from './core/errors.js';
+
+// What works on this machine.
+export { ksmSupport, type KsmSupport } from './diagnosis/support.js';
+export { doctorChecks, mergeWarnings, type DoctorCheck, type MergeWarning } from './diagnosis/doctor.js';
+
+// Marking memory mergeable from Node.
+export { markMergeable, unmarkMergeable, type MergeableData, type MarkOptions, type MarkResult, type MarkUnsupported } from './marking/mark.js';
+export { allocMergeable, allocUnmergeable, type AllocFill, type AllocOptions } from './marking/alloc.js';
+export {
+  enableProcessMerging,
+  disableProcessMerging,
+  isProcessMerging,
+  markProcessMergeable,
+  keepProcessMergeable,
+  type ProcessMergingResult,
+  type ProcessMarkResult,
+  type ProcessMarkUnsupported,
+  type KeepMergeableOptions,
+  type KeepMergeableHandle,
+} from './marking/process-merging.js';
+export { execInPlace } from './marking/exec.js';
+
+// Reading what KSM does.
+export { systemKsmStats, KSM_COUNTERS, type KsmCounter, type SystemKsmStats } from './kernel/system-stats.js';
+export { processKsmStats, type ProcessKsmStats, type ProcessKsmStatsOptions } from './process/process-stats.js';
+export { ksmProcesses, groupByCgroup, type KsmProcessList, type ProcessKsmRow, type CgroupKsmRow, type OptInMethod } from './process/top.js';
+
+// Tuning ksmd.
+export {
+  KSM_KNOBS,
+  saveKnobs,
+  applyKnobs,
+  restoreKnobs,
+  boostKnobs,
+  type KsmKnob,
+  type KnobSnapshot,
+  type KnobChanges,
+  type ApplyKnobsOptions,
+  type BoostOptions,
+} from './kernel/tune.js';
+export { persistKnobs, type PersistMechanism, type PersistResult } from './kernel/persist.js';
+
+// Deploying the preload library.
+export { preloadLibrary, launcher, type BuiltFile } from './core/paths.js';
+export { installPreloadLibrary } from './deploy/install-lib.js';
+export { initSnippet, SNIPPET_FORMATS, type SnippetFormat, type SnippetOptions, type PreloadMode } from './deploy/snippets.js';
+
+// Predicting and showing the saving.
+export { analyzeMemory, type MemoryAnalysis, type ProcessAnalysis, type IdealSaving, type AnalyzeTarget, type AddressRange } from './analysis/analyze.js';
+export { runDemo, type DemoMode, type DemoOptions, type DemoSample, type DemoResult, type DemoWorkerResult } from './analysis/demo.js';

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 const require = createRequire(import.meta.url);
-const { markMergeable } = require('../../dist/cjs/mark.js');
-const { allocMergeable } = require('../../dist/cjs/alloc.js');
-const { loadNative } = require('../../dist/cjs/native.js');
+const { markMergeable } = require('../../dist/cjs/marking/mark.js');
+const { allocMergeable } = require('../../dist/cjs/marking/alloc.js');
+const { loadNative } = require('../../dist/cjs/core/addon.js');
 
 const MARK_ROUNDS = 15;
 const ALLOC_ROUNDS = 5;

@@ -18,7 +18,7 @@ import { memcached, redis, waitListening } from '../workloads/servers.mjs';
 const require = createRequire(import.meta.url);
 const root = new URL('../../', import.meta.url).pathname;
 const ksm = require(`${root}dist/cjs/index.js`);
-const idle = require(`${root}dist/cjs/process-idle.js`);
+const idle = require(`${root}dist/cjs/process/idle.js`);
 
 const COPIES = 4;
 const MODES = ['none', 'madvise', 'prctl'];
@@ -33,7 +33,7 @@ const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const WORKLOADS = [
   {
     name: 'node demo workers',
-    command: () => [process.execPath, `${root}dist/cjs/demo-worker.js`, '32', '42'],
+    command: () => [process.execPath, `${root}dist/cjs/analysis/demo-worker.js`, '32', '42'],
     ready: 'stdout',
   },
   {

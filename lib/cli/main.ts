@@ -12,7 +12,7 @@ import { tuneCommand } from './commands/tune.js';
 import { whereCommand } from './commands/where.js';
 import { UsageError } from './usage.js';
 
-/** Every subcommand, in the order `ksm --help` lists them; issue 5's commands join once they exist. */
+/** Every subcommand, in the order `ksm --help` lists them. */
 export const commands: readonly Command[] = [
   statusCommand,
   topCommand,
@@ -24,7 +24,8 @@ export const commands: readonly Command[] = [
   whereCommand,
   installLibCommand,
   snippetCommand,
-  ...[analyzeCommand, demoCommand].filter((command): command is Command => command !== undefined),
+  analyzeCommand,
+  demoCommand,
 ];
 
 function overview(): string {

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { KsmError } from '../errors.js';
+import { KsmError } from '../core/errors.js';
 
 /** Bad command-line input: `ksm` prints it with a pointer to --help and exits with 2. */
 export class UsageError extends Error {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MemoryAnalysis } from '../../lib/analyze.js';
+import type { MemoryAnalysis } from '../../lib/analysis/analyze.js';
 import { analyzeCommand } from '../../lib/cli/commands/analyze.js';
 import { UsageError } from '../../lib/cli/usage.js';
 import { requireOrSkip } from '../helpers/e2e.js';

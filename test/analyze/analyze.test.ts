@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyzeMemory, measureMergedBytes, type MemoryAnalysis } from '../../lib/analyze.js';
+import { analyzeMemory, measureMergedBytes, type MemoryAnalysis } from '../../lib/analysis/analyze.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { withKsmd } from '../helpers/ksmd.js';
 import { startFixture, stopFixtures, type FixtureProcess, type PageLayout } from './fixture.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAnonymousVmas } from '../../lib/anonymous-vmas.js';
-import { KsmError } from '../../lib/errors.js';
+import { readAnonymousVmas } from '../../lib/process/anonymous-vmas.js';
+import { KsmError } from '../../lib/core/errors.js';
 import { readSmaps } from '../helpers/smaps.js';
 import { exitedPid, startFixture, stopFixtures, type FixtureProcess } from './fixture.js';
 

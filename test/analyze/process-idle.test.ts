@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitUntilIdle } from '../../lib/process-idle.js';
+import { waitUntilIdle } from '../../lib/process/idle.js';
 import { exitedPid } from './fixture.js';
 
 const children: ChildProcess[] = [];

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { KsmError } from '../../lib/errors.js';
-import { allUserPids, cgroupPids, processName } from '../../lib/process-select.js';
+import { KsmError } from '../../lib/core/errors.js';
+import { allUserPids, cgroupPids, processName } from '../../lib/process/select.js';
 import { exitedPid } from './fixture.js';
 
 describe('process selection', () => {

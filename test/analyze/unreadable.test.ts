@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyzeMemory } from '../../lib/analyze.js';
+import { analyzeMemory } from '../../lib/analysis/analyze.js';
 import { requireOrSkip } from '../helpers/e2e.js';
 import { exitedPid, startFixture, stopFixtures, type FixtureProcess } from './fixture.js';
 

@@ -3,10 +3,10 @@ import { constants } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { allocMergeable, allocUnmergeable } from '../../lib/alloc.js';
-import { ksmAddon } from '../../lib/capability.js';
-import { markMergeable } from '../../lib/mark.js';
-import { disableProcessMerging, enableProcessMerging, markProcessMergeable } from '../../lib/process-merging.js';
+import { allocMergeable, allocUnmergeable } from '../../lib/marking/alloc.js';
+import { ksmAddon } from '../../lib/core/capability.js';
+import { markMergeable } from '../../lib/marking/mark.js';
+import { disableProcessMerging, enableProcessMerging, markProcessMergeable } from '../../lib/marking/process-merging.js';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { readSmaps, type SmapsMapping } from '../helpers/smaps.js';
@@ -185,8 +185,8 @@ describe('allocUnmergeable', () => {
 
   it("is left out of a pass run by another thread: the exclusions are process-wide", (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
-    const alloc = JSON.stringify(join(compiledLib(), 'alloc.js'));
-    const mark = JSON.stringify(join(compiledLib(), 'mark.js'));
+    const alloc = JSON.stringify(join(compiledLib(), 'marking', 'alloc.js'));
+    const mark = JSON.stringify(join(compiledLib(), 'marking', 'mark.js'));
     const result = runNode(`
       const { Worker } = require('node:worker_threads');
       const { readFileSync } = require('node:fs');

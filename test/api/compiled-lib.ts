@@ -1,33 +1,19 @@
-import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(__dirname, '..', '..');
-const outDir = join(root, 'build', 'api-test-dist');
-// The public modules of this issue; tsc follows their imports. Compiling only
-// these keeps the tests independent of unfinished modules elsewhere in lib/.
-const ENTRY_MODULES = ['mark', 'alloc', 'process-merging', 'support', 'process-stats', 'exec'];
+const distDir = join(root, 'dist', 'cjs');
+// The modules behind the public functions these tests call, internals included.
+const ENTRY_MODULES = ['marking/mark', 'marking/alloc', 'marking/process-merging', 'diagnosis/support', 'process/process-stats', 'marking/exec'];
 
 /**
- * lib/ compiled to CommonJS for child processes (which run plain node, with
- * flags such as --expose-gc), rebuilt when any lib/*.ts is newer.
+ * The CommonJS build of lib/ (from `npm run build`, which `npm test` runs first),
+ * for child processes that run plain node with flags such as --expose-gc.
  */
 export function compiledLib(): string {
-  const newestSource = Math.max(...readdirSync(join(root, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => statSync(join(root, 'lib', f)).mtimeMs));
-  const stamp = join(outDir, 'mark.js');
-  if (!existsSync(stamp) || statSync(stamp).mtimeMs < newestSource) {
-    execFileSync(
-      process.execPath,
-      [
-        join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
-        ...['--outDir', outDir, '--rootDir', join(root, 'lib'), '--module', 'nodenext', '--moduleResolution', 'nodenext'],
-        ...['--target', 'ES2022', '--strict', '--skipLibCheck', '--types', 'node'],
-        ...ENTRY_MODULES.map((name) => join(root, 'lib', `${name}.ts`)),
-      ],
-      { stdio: 'inherit' },
-    );
-  }
-  return outDir;
+  if (!existsSync(join(distDir, 'index.js'))) throw new Error(`${distDir} is missing: run \`npm run build\` first`);
+  return distDir;
 }
 
 /** The preamble of every child script: `lib` holds the compiled public modules. */

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { execInPlace } from '../../lib/exec.js';
+import { execInPlace } from '../../lib/marking/exec.js';
 import { runNode } from './compiled-lib.js';
 
 describe('execInPlace', () => {

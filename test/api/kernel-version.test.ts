@@ -1,6 +1,6 @@
 import { release } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { kernelAtLeast, kernelRelease } from '../../lib/kernel-version.js';
+import { kernelAtLeast, kernelRelease } from '../../lib/kernel/version.js';
 
 describe('kernel version', () => {
   const [major, minor] = release().split('.').map(Number) as [number, number];

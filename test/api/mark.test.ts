@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ksmAddon } from '../../lib/capability.js';
-import { markMergeable, unmarkMergeable } from '../../lib/mark.js';
+import { ksmAddon } from '../../lib/core/capability.js';
+import { markMergeable, unmarkMergeable } from '../../lib/marking/mark.js';
 import { mergeableMappedBytes, readSmaps } from '../helpers/smaps.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 

@@ -2,14 +2,14 @@
 // MADV_UNMERGEABLE with EINVAL. This machine has KSM, so an addon answering
 // like such a kernel stands in for it.
 import { describe, expect, it, vi } from 'vitest';
-import { allocMergeable, allocUnmergeable } from '../../lib/alloc.js';
-import { markMergeable, unmarkMergeable } from '../../lib/mark.js';
-import { keepProcessMergeable, markProcessMergeable } from '../../lib/process-merging.js';
+import { allocMergeable, allocUnmergeable } from '../../lib/marking/alloc.js';
+import { markMergeable, unmarkMergeable } from '../../lib/marking/mark.js';
+import { keepProcessMergeable, markProcessMergeable } from '../../lib/marking/process-merging.js';
 
 // Hoisted above the imports by vitest, so it imports what it needs itself.
-vi.mock('../../lib/capability.js', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../../lib/capability.js')>();
-  const { KsmError: Refusal } = await import('../../lib/errors.js');
+vi.mock('../../lib/core/capability.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../lib/core/capability.js')>();
+  const { KsmError: Refusal } = await import('../../lib/core/errors.js');
   const refuse = () => {
     throw new Refusal('madvise', 22, 'Invalid argument');
   };

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { systemPageSize } from '../../lib/page-size.js';
+import { systemPageSize } from '../../lib/kernel/page-size.js';
 
 describe('systemPageSize', () => {
   it('agrees with getconf PAGESIZE', () => {

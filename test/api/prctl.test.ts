@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { KsmAddon } from '../../lib/capability.js';
-import { KsmError } from '../../lib/errors.js';
-import { prctlSwitchedOffForTests, readMemoryMerge, writeMemoryMerge } from '../../lib/prctl.js';
+import type { KsmAddon } from '../../lib/core/capability.js';
+import { KsmError } from '../../lib/core/errors.js';
+import { prctlSwitchedOffForTests, readMemoryMerge, writeMemoryMerge } from '../../lib/kernel/prctl.js';
 
 /** An addon whose prctl answers as a given kernel would. */
 function kernelAnswering(answer: number | KsmError): KsmAddon {

@@ -6,7 +6,7 @@ import {
   enableProcessMerging,
   isProcessMerging,
   keepProcessMergeable,
-} from '../../lib/process-merging.js';
+} from '../../lib/marking/process-merging.js';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { jsonResult, runNode } from './compiled-lib.js';
 

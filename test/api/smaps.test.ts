@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { coverageFromSmaps } from '../../lib/smaps.js';
+import { coverageFromSmaps } from '../../lib/process/smaps.js';
 
 const SAMPLE = `55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]
 Size:                132 kB

@@ -1,19 +1,19 @@
 // Without the native addon (as on macOS, Windows, or a failed build) every
 // function answers "not supported" with a reason, or throws ENOTSUP when strict.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { allocMergeable, allocUnmergeable } from '../../lib/alloc.js';
-import { execInPlace } from '../../lib/exec.js';
-import { markMergeable, unmarkMergeable } from '../../lib/mark.js';
-import { resetNativeForTesting } from '../../lib/native.js';
+import { allocMergeable, allocUnmergeable } from '../../lib/marking/alloc.js';
+import { execInPlace } from '../../lib/marking/exec.js';
+import { markMergeable, unmarkMergeable } from '../../lib/marking/mark.js';
+import { resetNativeForTesting } from '../../lib/core/addon.js';
 import {
   disableProcessMerging,
   enableProcessMerging,
   isProcessMerging,
   keepProcessMergeable,
   markProcessMergeable,
-} from '../../lib/process-merging.js';
-import { processKsmStats } from '../../lib/process-stats.js';
-import { ksmSupport, setStrict } from '../../lib/support.js';
+} from '../../lib/marking/process-merging.js';
+import { processKsmStats } from '../../lib/process/process-stats.js';
+import { ksmSupport, setStrict } from '../../lib/diagnosis/support.js';
 
 const REASON = 'the addon is disabled by KSM_PRELOAD_NO_ADDON=1';
 const notSupported = expect.objectContaining({ name: 'KsmError', code: 'ENOTSUP', message: expect.stringContaining(REASON) });

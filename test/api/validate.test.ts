@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkCString, checkInteger, checkOptionalBoolean, checkOptions, describe as describeValue } from '../../lib/validate.js';
+import { checkCString, checkInteger, checkOptionalBoolean, checkOptions, describe as describeValue } from '../../lib/core/validate.js';
 
 describe('validate', () => {
   it('describes values without dumping them', () => {

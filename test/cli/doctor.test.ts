@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ksmSupport } from '../../lib/support.js';
+import { ksmSupport } from '../../lib/diagnosis/support.js';
 import { requireOrSkip, ksmUnavailable } from '../helpers/e2e.js';
 import { MODERN_TREE, READ_ONLY_FOR_ROOT, runBin, runInProcess, useFakeSysfs } from './harness.js';
 

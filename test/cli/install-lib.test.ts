@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { preloadLibrary } from '../../lib/paths.js';
+import { preloadLibrary } from '../../lib/core/paths.js';
 import { runBin, runInProcess } from './harness.js';
 
 const work = mkdtempSync(join(tmpdir(), 'ksm-cli-install-'));

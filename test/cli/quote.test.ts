@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { quoteDockerfile, quoteJavaScript, quoteKubernetes, quoteShell, quoteSupervisord, quoteSystemd, quoteYaml } from '../../lib/quote.js';
+import { quoteDockerfile, quoteJavaScript, quoteKubernetes, quoteShell, quoteSupervisord, quoteSystemd, quoteYaml } from '../../lib/deploy/quote.js';
 
 const HOSTILE = [
   "it's",

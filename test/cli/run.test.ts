@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { preloadLibrary } from '../../lib/paths.js';
+import { preloadLibrary } from '../../lib/core/paths.js';
 import { requireOrSkip, prctlUnavailable } from '../helpers/e2e.js';
 import { waitFor } from '../helpers/ksmd.js';
 import { readSmaps } from '../helpers/smaps.js';

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { KsmError } from '../../lib/errors.js';
-import { SNIPPET_FORMATS, hostSystemdVersion, initSnippet, validatePreloadPath } from '../../lib/snippets.js';
+import { KsmError } from '../../lib/core/errors.js';
+import { SNIPPET_FORMATS, hostSystemdVersion, initSnippet, validatePreloadPath } from '../../lib/deploy/snippets.js';
 import { requireOrSkip } from '../helpers/e2e.js';
 import { runBin, runInProcess } from './harness.js';
 

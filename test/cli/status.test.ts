@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemKsmStats } from '../../lib/system-stats.js';
+import { systemKsmStats } from '../../lib/kernel/system-stats.js';
 import { requireOrSkip, ksmUnavailable, prctlUnavailable } from '../helpers/e2e.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { BIN, MODERN_TREE, WITH_KSMD, runBin, runInProcess, useFakeSysfs } from './harness.js';

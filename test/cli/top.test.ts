@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { groupByCgroup, type ProcessKsmRow } from '../../lib/top.js';
+import { groupByCgroup, type ProcessKsmRow } from '../../lib/process/top.js';
 import { requireOrSkip, prctlUnavailable } from '../helpers/e2e.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { BIN, WITH_KSMD, runBin, runInProcess } from './harness.js';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { planKnobWrites, parseDuration, validateKnobs } from '../../lib/tune.js';
+import { planKnobWrites, parseDuration, validateKnobs } from '../../lib/kernel/tune.js';
 import { requireOrSkip, ksmUnavailable } from '../helpers/e2e.js';
 import { withKsmd } from '../helpers/ksmd.js';
 import { BIN, MODERN_TREE, READ_ONLY_FOR_ROOT, WITH_KSMD, runBin, runInProcess, useFakeSysfs } from './harness.js';

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { preloadLibrary } from '../../lib/paths.js';
+import { preloadLibrary } from '../../lib/core/paths.js';
 import { BIN, runBin, runInProcess } from './harness.js';
 
 describe('ksm where', () => {

@@ -1,5 +1,5 @@
-import { analyzeMemory, type MemoryAnalysis } from '../../analyze.js';
-import { allUserPids, cgroupPids } from '../../process-select.js';
+import { analyzeMemory, type MemoryAnalysis } from '../../analysis/analyze.js';
+import { allUserPids, cgroupPids } from '../../process/select.js';
 import type { CliContext, Command } from '../command.js';
 import { formatFields, formatJson, formatMiB, formatTable } from '../format.js';
 import { parseCommandArgs, parseWholeNumber, UsageError, validateInput } from '../usage.js';

@@ -1,4 +1,4 @@
-import { DemoSession, runDemo, type DemoMode, type DemoResult, type DemoSample } from '../../demo.js';
+import { DemoSession, runDemo, type DemoMode, type DemoResult, type DemoSample } from '../../analysis/demo.js';
 import type { CliContext, Command } from '../command.js';
 import { formatFields, formatJson, formatMiB, formatTable } from '../format.js';
 import { parseCommandArgs, parseWholeNumber, UsageError } from '../usage.js';

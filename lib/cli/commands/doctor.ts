@@ -1,4 +1,4 @@
-import { doctorChecks, type DoctorCheck } from '../../doctor.js';
+import { doctorChecks, type DoctorCheck } from '../../diagnosis/doctor.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson } from '../format.js';
 import { parseCommandArgs } from '../usage.js';

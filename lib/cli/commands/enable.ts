@@ -1,6 +1,6 @@
 import type { CliContext, Command } from '../command.js';
 import { parseCommandArgs } from '../usage.js';
-import { applyAndReport } from './tune.js';
+import { applyAndReport } from '../knob-changes.js';
 
 const OPTIONS = { persist: { type: 'boolean' }, json: { type: 'boolean' } } as const;
 

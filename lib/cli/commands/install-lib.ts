@@ -1,4 +1,4 @@
-import { installPreloadLibrary } from '../../install-lib.js';
+import { installPreloadLibrary } from '../../deploy/install-lib.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson } from '../format.js';
 import { parseCommandArgs, validateInput } from '../usage.js';

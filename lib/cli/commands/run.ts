@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { ksmAddon } from '../../capability.js';
-import { execInPlace } from '../../exec.js';
-import { launcher, preloadLibrary } from '../../paths.js';
+import { ksmAddon } from '../../core/capability.js';
+import { execInPlace } from '../../marking/exec.js';
+import { launcher, preloadLibrary } from '../../core/paths.js';
 import type { CliContext, Command } from '../command.js';
 import { parseCommandArgs, UsageError } from '../usage.js';
 

@@ -1,4 +1,4 @@
-import { SNIPPET_FORMATS, initSnippet, type PreloadMode, type SnippetFormat, type SnippetOptions } from '../../snippets.js';
+import { SNIPPET_FORMATS, initSnippet, type PreloadMode, type SnippetFormat, type SnippetOptions } from '../../deploy/snippets.js';
 import type { CliContext, Command } from '../command.js';
 import { parseCommandArgs, UsageError, validateInput } from '../usage.js';
 

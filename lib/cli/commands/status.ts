@@ -1,5 +1,5 @@
-import { mergeWarnings, type MergeWarning } from '../../doctor.js';
-import { systemKsmStats, type SystemKsmStats } from '../../system-stats.js';
+import { mergeWarnings, type MergeWarning } from '../../diagnosis/doctor.js';
+import { systemKsmStats, type SystemKsmStats } from '../../kernel/system-stats.js';
 import type { CliContext, Command } from '../command.js';
 import { formatFields, formatJson, formatMiB } from '../format.js';
 import { parseCommandArgs } from '../usage.js';

@@ -1,4 +1,4 @@
-import { groupByCgroup, ksmProcesses, type CgroupKsmRow, type KsmProcessList, type ProcessKsmRow } from '../../top.js';
+import { groupByCgroup, ksmProcesses, type CgroupKsmRow, type KsmProcessList, type ProcessKsmRow } from '../../process/top.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson, formatMiB, formatTable } from '../format.js';
 import { parseCommandArgs, parseWholeNumber, UsageError } from '../usage.js';

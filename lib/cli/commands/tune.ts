@@ -1,7 +1,7 @@
-import { persistKnobs, type PersistResult } from '../../persist.js';
-import { applyKnobs, boostKnobs, boostSettings, parseDuration, restoreKnobs, saveKnobs, validateKnobs, type KnobChanges, type KnobSnapshot } from '../../tune.js';
+import { boostKnobs, boostSettings, parseDuration, saveKnobs, validateKnobs, type KnobChanges, type KnobSnapshot } from '../../kernel/tune.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson } from '../format.js';
+import { applyAndReport } from '../knob-changes.js';
 import { parseCommandArgs, UsageError, validateInput } from '../usage.js';
 
 /** Command-line flag → knob, for `ksm tune`. */
@@ -23,51 +23,6 @@ const OPTIONS = {
   persist: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
-
-/** What a change did to each knob, for the report. */
-type ChangeReport = Record<string, { from: string | undefined; to: string | undefined }>;
-
-function changeReport(before: KnobSnapshot, changed: KnobSnapshot): ChangeReport {
-  const after = saveKnobs();
-  const report: ChangeReport = {};
-  for (const knob of Object.keys(changed) as Array<keyof KnobSnapshot>) {
-    // run passes through 2 for knobs that need everything unmerged; report only what ends different.
-    if (before[knob] !== after[knob]) report[knob] = { from: before[knob], to: after[knob] };
-  }
-  return report;
-}
-
-function formatReport(report: ChangeReport): string {
-  const lines = Object.entries(report).map(([knob, { from, to }]) => `${knob}: ${from ?? 'n/a'} -> ${to ?? 'n/a'}\n`);
-  return lines.length > 0 ? lines.join('') : 'nothing to change: every knob already has that value\n';
-}
-
-function formatPersisted(result: PersistResult): string {
-  return `wrote ${result.file} (${result.mechanism}):\n${result.text}`;
-}
-
-/**
- * Applies knob changes, optionally persisting them; when persisting fails the
- * knobs go back as they were, so nothing is left half-done. Shared by tune, enable and disable.
- */
-export function applyAndReport(changes: KnobChanges, persist: boolean, context: CliContext, json: boolean): number {
-  validateInput(() => validateKnobs(changes));
-  const before = saveKnobs();
-  const previous = applyKnobs(changes);
-  let persisted: PersistResult | undefined;
-  if (persist) {
-    try {
-      persisted = persistKnobs(changes);
-    } catch (error) {
-      restoreKnobs(previous);
-      throw error;
-    }
-  }
-  const report = changeReport(before, previous);
-  if (json) context.stdout.write(formatJson({ changed: report, persisted }, context.stdout.isTTY === true));
-  else context.stdout.write(formatReport(report) + (persisted ? formatPersisted(persisted) : ''));
-  return 0;
-}
 
 function formatCountdown(ms: number): string {
   const seconds = Math.ceil(ms / 1000);

@@ -1,4 +1,4 @@
-import { preloadLibrary } from '../../paths.js';
+import { preloadLibrary } from '../../core/paths.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson } from '../format.js';
 import { parseCommandArgs } from '../usage.js';

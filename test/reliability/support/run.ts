@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { launcher, preloadLibrary } from '../../../lib/paths.js';
+import { launcher, preloadLibrary } from '../../../lib/core/paths.js';
 import { coverage, readSmaps, type SmapsMapping } from '../../helpers/smaps.js';
 
 export type Mode = 'off' | 'madvise' | 'prctl';

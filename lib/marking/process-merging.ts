@@ -1,9 +1,9 @@
 // Making the whole process mergeable: prctl(PR_SET_MEMORY_MERGE) where the kernel
 // has it, madvise passes over /proc/self/maps where it does not.
-import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from './capability.js';
-import { KsmError } from './errors.js';
-import { readMemoryMerge, writeMemoryMerge } from './prctl.js';
-import { checkInteger, checkOptions } from './validate.js';
+import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
+import { KsmError } from '../core/errors.js';
+import { readMemoryMerge, writeMemoryMerge } from '../kernel/prctl.js';
+import { checkInteger, checkOptions } from '../core/validate.js';
 
 /** What enableProcessMerging() and disableProcessMerging() leave behind. */
 export type ProcessMergingResult = { supported: true; merging: boolean } | (Unsupported & { merging: false });

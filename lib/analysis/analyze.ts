@@ -1,10 +1,10 @@
 import { accessSync, constants } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import { readAnonymousVmas, type AnonymousVma } from './anonymous-vmas.js';
-import { KsmError, notSupportedError } from './errors.js';
-import { loadNative } from './native.js';
-import { processName } from './process-select.js';
-import { readKsmNumber } from './sysfs.js';
+import { readAnonymousVmas, type AnonymousVma } from '../process/anonymous-vmas.js';
+import { KsmError, notSupportedError } from '../core/errors.js';
+import { loadNative } from '../core/addon.js';
+import { processName } from '../process/select.js';
+import { readKsmNumber } from '../kernel/sysfs.js';
 
 /** Part of an address space, [start, end). */
 export interface AddressRange {

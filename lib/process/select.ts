@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KsmError } from './errors.js';
+import { KsmError } from '../core/errors.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 

@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { KsmError } from './errors.js';
+import { KsmError } from '../core/errors.js';
 import { processKsmStats } from './process-stats.js';
-import { allUserPids } from './process-select.js';
+import { allUserPids } from './select.js';
 
 /**
  * How a process opted in: `prctl` (ksm_merge_any), `madvise` (mergeable memory

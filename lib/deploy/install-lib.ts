@@ -1,7 +1,7 @@
 import { chmodSync, copyFileSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { KsmError } from './errors.js';
-import { preloadLibrary } from './paths.js';
+import { KsmError } from '../core/errors.js';
+import { preloadLibrary } from '../core/paths.js';
 import { validatePreloadPath } from './snippets.js';
 
 const LIBRARY_NAME = 'libksm_preload.so';

@@ -1,7 +1,7 @@
 // Whether this process can call KSM at all, and what a call does when it cannot:
 // return a "not supported" result, or throw ENOTSUP when strict.
 import { KsmError, notSupportedError } from './errors.js';
-import { loadNative } from './native.js';
+import { loadNative } from './addon.js';
 import { checkOptionalBoolean } from './validate.js';
 
 /** The functions native/addon/marking.cc and process.cc export. */

@@ -1,9 +1,9 @@
 // Replacing the Node process with another program, keeping its pid: `ksm run`
 // uses it so that no Node parent stays behind.
 import { getSystemErrorMap } from 'node:util';
-import { ksmAddon } from './capability.js';
-import { KsmError, notSupportedError } from './errors.js';
-import { checkCString, describe } from './validate.js';
+import { ksmAddon } from '../core/capability.js';
+import { KsmError, notSupportedError } from '../core/errors.js';
+import { checkCString, describe } from '../core/validate.js';
 
 /**
  * Runs `file` in place of this process with execve(2): same pid, same open

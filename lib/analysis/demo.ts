@@ -2,13 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyzeMemory, measureMergedBytes, type MemoryAnalysis } from './analyze.js';
-import { KsmError, notSupportedError } from './errors.js';
-import { packageRoot } from './native.js';
-import { launcher } from './paths.js';
-import { waitUntilIdle } from './process-idle.js';
-import { processKsmStats } from './process-stats.js';
-import { systemKsmStats, type SystemKsmStats } from './system-stats.js';
-import { applyKnobs, BOOST_KNOBS, restoreKnobs, saveKnobs, type KnobSnapshot } from './tune.js';
+import { KsmError, notSupportedError } from '../core/errors.js';
+import { packageRoot } from '../core/addon.js';
+import { launcher } from '../core/paths.js';
+import { waitUntilIdle } from '../process/idle.js';
+import { processKsmStats } from '../process/process-stats.js';
+import { systemKsmStats, type SystemKsmStats } from '../kernel/system-stats.js';
+import { applyKnobs, BOOST_KNOBS, restoreKnobs, saveKnobs, type KnobSnapshot } from '../kernel/tune.js';
 
 /** How the demo's workers opt in, as the launcher's --mode. */
 export type DemoMode = 'auto' | 'prctl' | 'madvise';
@@ -88,7 +88,7 @@ const STABLE_FULL_SCANS = 3;
 
 /** The worker program: compiled next to this module; in tests (lib/*.ts) the built copy. */
 function workerScript(): string {
-  const candidates = [join(__dirname, 'demo-worker.js'), join(packageRoot, 'dist', 'cjs', 'demo-worker.js')];
+  const candidates = [join(__dirname, 'demo-worker.js'), join(packageRoot, 'dist', 'cjs', 'analysis', 'demo-worker.js')];
   const found = candidates.find((file) => existsSync(file));
   if (!found) throw notSupportedError('demo', `the demo worker was not built (looked in ${candidates.join(', ')}); run \`npm run build\``);
   return found;

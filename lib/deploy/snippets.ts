@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { KsmError } from './errors.js';
-import { preloadLibrary } from './paths.js';
-import { bootLines } from './persist.js';
+import { KsmError } from '../core/errors.js';
+import { preloadLibrary } from '../core/paths.js';
+import { bootLines } from '../kernel/persist.js';
 import {
   escapeDockerfile,
   quoteDockerfile,
@@ -12,8 +12,8 @@ import {
   quoteSystemd,
   quoteYaml,
 } from './quote.js';
-import { ksmSupport } from './support.js';
-import { validateKnobs, type KnobChanges } from './tune.js';
+import { ksmSupport } from '../diagnosis/support.js';
+import { validateKnobs, type KnobChanges } from '../kernel/tune.js';
 
 /** Where a snippet goes. */
 export const SNIPPET_FORMATS = [

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KsmError } from './errors.js';
+import { KsmError } from '../core/errors.js';
 
 /**
  * The folder of KSM's knobs and counters. KSM_SYSFS_ROOT replaces it for tests,

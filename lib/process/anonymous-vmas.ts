@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { KsmError } from './errors.js';
+import { KsmError } from '../core/errors.js';
 
 /** A mapping of a process that holds private anonymous pages KSM could merge. */
 export interface AnonymousVma {

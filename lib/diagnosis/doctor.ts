@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { kernelRelease } from './kernel-version.js';
+import { kernelRelease } from '../kernel/version.js';
 import { ksmSupport, type KsmSupport } from './support.js';
-import { ksmSysfsRoot } from './sysfs.js';
-import type { SystemKsmStats } from './system-stats.js';
-import { ksmProcesses } from './top.js';
+import { ksmSysfsRoot } from '../kernel/sysfs.js';
+import type { SystemKsmStats } from '../kernel/system-stats.js';
+import { ksmProcesses } from '../process/top.js';
 
 /** Something that keeps memory from merging, with what to do about it. */
 export interface MergeWarning {

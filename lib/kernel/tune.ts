@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { KsmError, notSupportedError } from './errors.js';
+import { KsmError, notSupportedError } from '../core/errors.js';
 import { ksmSysfsRoot, readKsmKnob, writeKsmKnob } from './sysfs.js';
 
 /** Every writable file of /sys/kernel/mm/ksm that ksm-preload knows. */

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from './native.js';
+import { packageRoot } from './addon.js';
 
 /** A file of the native build: its path, or why there is none. */
 export type BuiltFile = { path: string; reason?: undefined } | { path?: undefined; reason: string };

@@ -1,11 +1,11 @@
 // One process's KSM figures: /proc/PID/ksm_merging_pages, /proc/PID/ksm_stat and
 // coverage from /proc/PID/smaps.
 import { existsSync, readFileSync } from 'node:fs';
-import { type StrictOption, type Unsupported, isStrict, unsupported } from './capability.js';
-import { KsmError } from './errors.js';
-import { systemPageSize } from './page-size.js';
+import { type StrictOption, type Unsupported, isStrict, unsupported } from '../core/capability.js';
+import { KsmError } from '../core/errors.js';
+import { systemPageSize } from '../kernel/page-size.js';
 import { type Coverage, coverageFromSmaps } from './smaps.js';
-import { checkOptionalBoolean, checkInteger, checkOptions } from './validate.js';
+import { checkOptionalBoolean, checkInteger, checkOptions } from '../core/validate.js';
 
 export type { Coverage } from './smaps.js';
 

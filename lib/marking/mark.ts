@@ -1,7 +1,7 @@
 // Advising the pages of one JavaScript buffer mergeable (or not).
 import { isAnyArrayBuffer, isSharedArrayBuffer } from 'node:util/types';
-import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from './capability.js';
-import { checkOptions, describe } from './validate.js';
+import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
+import { checkOptions, describe } from '../core/validate.js';
 
 /** Anything markMergeable() accepts: a Buffer, any typed array, a DataView, or an ArrayBuffer. */
 export type MergeableData = ArrayBufferView | ArrayBuffer | SharedArrayBuffer;

@@ -1,9 +1,9 @@
 // Buffers over page-aligned mappings of their own: mergeable for shared data,
 // unmergeable for secrets.
 import { constants } from 'node:buffer';
-import { type KsmAddon, type StrictOption, isMissingKsm, isStrict, ksmAddon, NO_KSM_REASON, unsupported } from './capability.js';
-import { notSupportedError } from './errors.js';
-import { checkInteger, checkOptions, describe } from './validate.js';
+import { type KsmAddon, type StrictOption, isMissingKsm, isStrict, ksmAddon, NO_KSM_REASON, unsupported } from '../core/capability.js';
+import { notSupportedError } from '../core/errors.js';
+import { checkInteger, checkOptions, describe } from '../core/validate.js';
 
 /** What a new buffer is filled with, as in Buffer.alloc(): a byte value, a string, or bytes to repeat. */
 export type AllocFill = number | string | Uint8Array;

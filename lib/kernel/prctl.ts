@@ -1,8 +1,8 @@
 // prctl(PR_{GET,SET}_MEMORY_MERGE) with the answers an old kernel gives turned
 // into reasons. KSM_PRELOAD_TEST_NO_PRCTL=1 plays such a kernel for tests; the
 // preload library honours the same variable.
-import { KsmError } from './errors.js';
-import type { KsmAddon } from './capability.js';
+import { KsmError } from '../core/errors.js';
+import type { KsmAddon } from '../core/capability.js';
 
 const TEST_SWITCH_REASON = 'prctl(PR_SET_MEMORY_MERGE) is switched off by KSM_PRELOAD_TEST_NO_PRCTL=1';
 const OLD_KERNEL_REASON =

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { KsmError } from './errors.js';
-import { quoteShell } from './quote.js';
+import { KsmError } from '../core/errors.js';
+import { quoteShell } from '../deploy/quote.js';
 import { ksmSysfsRoot } from './sysfs.js';
 import { KSM_KNOBS, validateKnobs, type KnobChanges, type KsmKnob } from './tune.js';
 

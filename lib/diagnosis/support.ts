@@ -1,13 +1,13 @@
 // What works on this machine and why not: the answer behind `ksm doctor`.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ksmAddon } from './capability.js';
-import { kernelAtLeast, kernelRelease } from './kernel-version.js';
-import { launcher, preloadLibrary } from './paths.js';
-import { prctlSwitchedOffForTests, readMemoryMerge } from './prctl.js';
-import { ksmSysfsRoot, readKsmKnob } from './sysfs.js';
+import { ksmAddon } from '../core/capability.js';
+import { kernelAtLeast, kernelRelease } from '../kernel/version.js';
+import { launcher, preloadLibrary } from '../core/paths.js';
+import { prctlSwitchedOffForTests, readMemoryMerge } from '../kernel/prctl.js';
+import { ksmSysfsRoot, readKsmKnob } from '../kernel/sysfs.js';
 
-export { setStrict, type StrictOption, type Unsupported } from './capability.js';
+export { setStrict, type StrictOption, type Unsupported } from '../core/capability.js';
 
 /** One yes/no answer of ksmSupport(); `reason` accompanies every no. */
 interface Check {

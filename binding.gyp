@@ -56,6 +56,17 @@
       ],
       "include_dirs": ["native/common"],
       "cflags": ["<@(ksm_c_flags)"]
+    },
+    {
+      "target_name": "ksm-attach",
+      "type": "executable",
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": ["native/attach/ksm_attach.c", "native/attach/inject.c", "native/common/maps_scan.c"]
+        }]
+      ],
+      "include_dirs": ["native/common"],
+      "cflags": ["<@(ksm_c_flags)"]
     }
   ]
 }

@@ -18,7 +18,7 @@ function recordStatus(status) {
 
 function prebuildDir() {
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  const complete = ['libksm_preload.so', 'ksm-exec'].every((file) => existsSync(join(dir, file)));
+  const complete = ['libksm_preload.so', 'ksm-exec', 'ksm-attach'].every((file) => existsSync(join(dir, file)));
   return complete ? dir : undefined;
 }
 

@@ -9,7 +9,7 @@ const { join } = require('node:path');
 const root = join(__dirname, '..');
 const target = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
 mkdirSync(target, { recursive: true });
-for (const file of ['libksm_preload.so', 'ksm-exec']) {
+for (const file of ['libksm_preload.so', 'ksm-exec', 'ksm-attach']) {
   copyFileSync(join(root, 'build', 'Release', file), join(target, file));
   console.log(`prebuilds/${process.platform}-${process.arch}/${file}`);
 }

@@ -128,7 +128,7 @@ function scanProcess(pid: number): ProcessScan | 'pfns-hidden' | undefined {
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
-    throw new KsmError('pread', (error as NodeJS.ErrnoException).code ?? 'EIO', `/proc/${pid}/pagemap: ${(error as Error).message}`, { cause: error });
+    throw new KsmError('fairShareSaved', 'EIO', `cannot read /proc/${pid}/pagemap: ${(error as Error).message}`, { cause: error });
   } finally {
     closeSync(pagemap);
   }

@@ -1,0 +1,124 @@
+// `ksm exporter`: Prometheus metrics at /metrics, the live dashboard at /, and
+// the dashboard's data at /api/state, from one HTTP server.
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../core/addon.js';
+import { systemKsmStats } from '../kernel/system-stats.js';
+import { readAutotuneDecisions } from './autotune-log.js';
+import { createExporterMetrics, type MetricNames } from './metrics.js';
+import { takeSnapshot, type FleetSnapshot, type SnapshotSources } from './snapshot.js';
+
+export interface ExporterOptions {
+  host: string;
+  port: number;
+  names: MetricNames;
+  /** Processes exported per scrape, most merged first. */
+  top: number;
+  /** Seconds between the samples of saved memory kept for the dashboard's chart. */
+  sampleSeconds: number;
+  /** The file `ksm autotune` logs its decisions to. */
+  autotuneLog: string;
+  sources: SnapshotSources;
+}
+
+/** Samples kept for the chart: an hour at the default 5 s. */
+const HISTORY_LENGTH = 720;
+/** Decisions of autotune the dashboard lists. */
+const DECISIONS_SHOWN = 20;
+/** A page refresh reuses a snapshot this young instead of walking /proc again. */
+const SNAPSHOT_REUSE_MS = 1000;
+
+export interface RunningExporter {
+  server: Server;
+  /** http://HOST:PORT */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** One sample of the chart: time (s since the epoch), saved and profit bytes. */
+type HistorySample = [number, number | null, number | null];
+
+/** The dashboard's static files, from the package (lib/fleet/dashboard, shipped as is) and uplot's own dist/. */
+function staticFiles(): Map<string, { file: string; type: string }> {
+  const folder = join(packageRoot, 'lib', 'fleet', 'dashboard');
+  const resolve = createRequire(join(packageRoot, 'package.json')).resolve;
+  return new Map([
+    ['/', { file: join(folder, 'index.html'), type: 'text/html; charset=utf-8' }],
+    ['/dashboard.js', { file: join(folder, 'dashboard.js'), type: 'text/javascript; charset=utf-8' }],
+    ['/dashboard.css', { file: join(folder, 'dashboard.css'), type: 'text/css; charset=utf-8' }],
+    ['/uplot.js', { file: resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' }],
+    ['/uplot.css', { file: resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' }],
+  ]);
+}
+
+/** Starts the server; resolves once it listens. */
+export async function startExporter(options: ExporterOptions): Promise<RunningExporter> {
+  let current: FleetSnapshot | undefined;
+  const snapshot = (): FleetSnapshot => (current = takeSnapshot(options.sources));
+  const registry = createExporterMetrics({ names: options.names, top: options.top, current: () => current ?? snapshot() });
+  const files = staticFiles();
+
+  const history: HistorySample[] = [];
+  const sample = (): void => {
+    const stats = systemKsmStats();
+    history.push([Math.round(Date.now() / 1000), stats.savedBytes ?? null, stats.profitBytes ?? null]);
+    if (history.length > HISTORY_LENGTH) history.shift();
+  };
+  sample();
+  const sampler = setInterval(sample, options.sampleSeconds * 1000);
+
+  const state = (): unknown => {
+    const reading = current && Date.now() - current.time < SNAPSHOT_REUSE_MS ? current : snapshot();
+    return {
+      hostname: hostname(),
+      ...reading,
+      processes: reading.processes.slice(0, options.top),
+      history,
+      autotune: { log: options.autotuneLog, decisions: readAutotuneDecisions(options.autotuneLog, DECISIONS_SHOWN) },
+    };
+  };
+
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, 'text/plain', 'only GET\n');
+    if (path === '/metrics') {
+      snapshot();
+      return send(response, 200, registry.contentType, await registry.metrics());
+    }
+    if (path === '/api/state') return send(response, 200, 'application/json', JSON.stringify(state()));
+    const file = files.get(path);
+    if (file) return send(response, 200, file.type, readFileSync(file.file));
+    return send(response, 404, 'text/plain', 'not found: try /metrics or /\n');
+  };
+
+  const server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      send(response, 500, 'text/plain', `${error instanceof Error ? error.message : String(error)}\n`);
+    });
+  });
+  server.on('close', () => clearInterval(sampler));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    server,
+    url: `http://${host}:${address.port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function send(response: ServerResponse, status: number, type: string, body: string | Buffer): void {
+  if (response.headersSent) return void response.end();
+  response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}

@@ -22,6 +22,10 @@ static void lock_registry(void) {
 
 static void unlock_registry(void) { __atomic_store_n(&registry_lock, 0, __ATOMIC_RELEASE); }
 
+/* A thread that held the lock in the parent does not exist in the child. Slots are
+ * written start first, end last, so a half-done registration leaves no half range. */
+void ksm_exclude_after_fork_child(void) { unlock_registry(); }
+
 int ksm_excluded_overlaps(uintptr_t start, uintptr_t end) {
   for (size_t i = 0; i < EXCLUDED_MAX; i++) {
     uintptr_t excluded_end = __atomic_load_n(&registry[i].end, __ATOMIC_ACQUIRE);

@@ -10,4 +10,7 @@
 /* Whether [start, end) overlaps any excluded range. */
 int ksm_excluded_overlaps(uintptr_t start, uintptr_t end);
 
+/* pthread_atfork child handler: the registry lock may have been held by another thread. */
+void ksm_exclude_after_fork_child(void);
+
 #endif

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 
+#include "exclude.h"
 #include "hooks.h"
 #include "ksm_env.h"
 #include "log.h"
@@ -27,14 +28,23 @@ static void start_madvise(const char *why, int prctl_error, uint64_t min_bytes) 
     if (verbose) ksm_log_start(active_mode, "MADV_MERGEABLE refused, running unmarked", refusal);
     return;
   }
-  pthread_atfork(NULL, NULL, ksm_marker_after_fork_child);
   active_mode = KSM_MODE_MADVISE;
   if (verbose) ksm_log_start(active_mode, why, prctl_error);
 }
 
+/* Every lock of the library, reset in the child: the thread that held one is gone. */
+static void after_fork_child(void) {
+  ksm_exclude_after_fork_child();
+  if (active_mode == KSM_MODE_MADVISE) ksm_marker_after_fork_child();
+}
+
+/* Every real function is looked up here, once: no hook calls dlsym later, when it might
+ * run inside a signal handler or a fork child. */
 __attribute__((constructor)) static void ksm_preload_start(void) {
   int saved_errno = errno;
   ksm_resolve_real_functions();
+  ksm_resolve_idle_functions();
+  pthread_atfork(NULL, NULL, after_fork_child);
   enum ksm_mode requested = ksm_env_mode(WHO);
   uint64_t min_bytes = ksm_env_min_bytes(WHO);
   int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");

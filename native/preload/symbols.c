@@ -71,7 +71,22 @@ static void *find(const char *name, int required) {
   return symbol;
 }
 
-void *ksm_find_real(const char *name) { return find(name, 1); }
+/* Inside dlsym on this thread, a second dlsym would recurse into the loader: refused.
+ * Otherwise the allocations dlsym makes are served from the bootstrap buffer, as
+ * while ksm_resolve_real_functions runs. */
+static void *find_guarded(const char *name, int required) {
+  if (ksm_resolving()) return NULL;
+  int saved_errno = errno;
+  __atomic_store_n(&resolving, 1, __ATOMIC_SEQ_CST);
+  void *symbol = find(name, required);
+  __atomic_store_n(&resolving, 0, __ATOMIC_SEQ_CST);
+  errno = saved_errno;
+  return symbol;
+}
+
+void *ksm_find_real(const char *name) { return find_guarded(name, 1); }
+
+void *ksm_find_optional(const char *name) { return find_guarded(name, 0); }
 
 #define RESOLVE_AS(place, name, required) ((place) = (__typeof__(place))find((name), (required)))
 #define RESOLVE(field, required) RESOLVE_AS(ksm_real.field, #field, required)

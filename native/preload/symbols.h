@@ -36,8 +36,12 @@ extern struct ksm_real_functions ksm_real __attribute__((visibility("hidden")));
  * symbol that cannot be found ends the process: without it the program cannot run. */
 void ksm_resolve_real_functions(void);
 
-/* dlsym(RTLD_NEXT, name) for hooks outside ksm_real; a missing one ends the process. */
+/* dlsym(RTLD_NEXT, name) for hooks outside ksm_real; a missing one ends the process.
+ * Returns NULL when called from within dlsym on this thread (see ksm_resolving). */
 void *ksm_find_real(const char *name);
+
+/* The same for a function the C library may lack: NULL when it is missing. */
+void *ksm_find_optional(const char *name);
 
 /* Whether this thread is inside dlsym, whose own calloc/malloc calls must then be
  * served from the static bootstrap buffer instead of recursing. */

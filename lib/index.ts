@@ -46,6 +46,10 @@ export {
 } from './kernel/tune.js';
 export { persistKnobs, type PersistMechanism, type PersistResult } from './kernel/persist.js';
 
+// Watching a fleet: the Prometheus exporter and its dashboard.
+export { startExporter, DEFAULT_EXPORTER_PORT, type ExporterOptions, type RunningExporter } from './fleet/exporter.js';
+export type { MetricNames } from './fleet/metrics.js';
+
 // Deploying the preload library.
 export { preloadLibrary, launcher, type BuiltFile } from './core/paths.js';
 export { installPreloadLibrary } from './deploy/install-lib.js';

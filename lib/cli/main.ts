@@ -3,6 +3,7 @@ import { analyzeCommand } from './commands/analyze.js';
 import { demoCommand } from './commands/demo.js';
 import { disableCommand, enableCommand } from './commands/enable.js';
 import { doctorCommand } from './commands/doctor.js';
+import { exporterCommand } from './commands/exporter.js';
 import { installLibCommand } from './commands/install-lib.js';
 import { runCommand } from './commands/run.js';
 import { snippetCommand } from './commands/snippet.js';
@@ -26,6 +27,7 @@ export const commands: readonly Command[] = [
   snippetCommand,
   analyzeCommand,
   demoCommand,
+  exporterCommand,
 ];
 
 function overview(): string {

@@ -8,21 +8,46 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../core/addon.js';
 import { systemKsmStats } from '../kernel/system-stats.js';
-import { readAutotuneDecisions } from './autotune-log.js';
+import { checkCString, checkInteger, checkOptions, describe } from '../core/validate.js';
+import { autotuneLogPath, readAutotuneDecisions } from './autotune-log.js';
 import { createExporterMetrics, type MetricNames } from './metrics.js';
 import { takeSnapshot, type FleetSnapshot, type SnapshotSources } from './snapshot.js';
+import { defaultSources } from './sources.js';
 
+/** Options of startExporter(); every one has a default. */
 export interface ExporterOptions {
-  host: string;
-  port: number;
-  names: MetricNames;
-  /** Processes exported per scrape, most merged first. */
-  top: number;
-  /** Seconds between the samples of saved memory kept for the dashboard's chart. */
-  sampleSeconds: number;
-  /** The file `ksm autotune` logs its decisions to. */
-  autotuneLog: string;
-  sources: SnapshotSources;
+  /** Address to listen on; default 127.0.0.1. */
+  host?: string;
+  /** Port; default 9964, 0 for any free port. */
+  port?: number;
+  /** `node` (default): node_exporter's node_ksmd_* names; `ksm`: ksm_ksmd_* to run beside node_exporter. */
+  names?: MetricNames;
+  /** Processes exported per scrape, most merged first; default 20. */
+  top?: number;
+  /** Seconds between the samples of saved memory kept for the dashboard's chart; default 5. */
+  sampleSeconds?: number;
+  /** The file `ksm autotune` logs its decisions to; default KSM_AUTOTUNE_LOG or /run/ksm-preload/autotune.jsonl. */
+  autotuneLog?: string;
+  /** Where fair-share savings and container names come from; replaced in tests. */
+  sources?: SnapshotSources;
+}
+
+export const DEFAULT_EXPORTER_PORT = 9964;
+
+function checkExporterOptions(options: ExporterOptions | undefined): Required<ExporterOptions> {
+  const operation = 'startExporter';
+  checkOptions(operation, options, ['host', 'port', 'names', 'top', 'sampleSeconds', 'autotuneLog', 'sources']);
+  const names = options?.names ?? 'node';
+  if (names !== 'node' && names !== 'ksm') throw new TypeError(`${operation}: options.names must be 'node' or 'ksm' (got ${describe(names)})`);
+  return {
+    host: checkCString(operation, 'options.host', options?.host ?? '127.0.0.1'),
+    port: checkInteger(operation, 'options.port', options?.port ?? DEFAULT_EXPORTER_PORT, 0, 65535),
+    names,
+    top: checkInteger(operation, 'options.top', options?.top ?? 20, 0, 100_000),
+    sampleSeconds: checkInteger(operation, 'options.sampleSeconds', options?.sampleSeconds ?? 5, 1, 3600),
+    autotuneLog: checkCString(operation, 'options.autotuneLog', options?.autotuneLog ?? autotuneLogPath()),
+    sources: options?.sources ?? defaultSources,
+  };
 }
 
 /** Samples kept for the chart: an hour at the default 5 s. */
@@ -55,8 +80,17 @@ function staticFiles(): Map<string, { file: string; type: string }> {
   ]);
 }
 
-/** Starts the server; resolves once it listens. */
-export async function startExporter(options: ExporterOptions): Promise<RunningExporter> {
+/**
+ * Starts the exporter's HTTP server: /metrics (Prometheus text format), / (the live
+ * dashboard) and /api/state (its data). Resolves once it listens.
+ *
+ * @example
+ * const exporter = await startExporter({ port: 0 });
+ * console.log(`${exporter.url}/metrics`);
+ * await exporter.close();
+ */
+export async function startExporter(exporterOptions?: ExporterOptions): Promise<RunningExporter> {
+  const options = checkExporterOptions(exporterOptions);
   let current: FleetSnapshot | undefined;
   const snapshot = (): FleetSnapshot => (current = takeSnapshot(options.sources));
   const registry = createExporterMetrics({ names: options.names, top: options.top, current: () => current ?? snapshot() });
@@ -113,7 +147,11 @@ export async function startExporter(options: ExporterOptions): Promise<RunningEx
   return {
     server,
     url: `http://${host}:${address.port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 

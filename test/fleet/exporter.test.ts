@@ -3,18 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExporter, type ExporterOptions, type RunningExporter } from '../../lib/fleet/exporter.js';
-import { defaultSources } from '../../lib/fleet/sources.js';
-import { WITH_KSMD } from '../cli/harness.js';
+import { runInProcess, WITH_KSMD } from '../cli/harness.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { parseExposition, valueOf, type Exposition } from './prometheus-text.js';
-import { missingTool, NODE_EXPORTER, PROMETHEUS, queryPrometheus, startNodeExporter, startPrometheus, type Service } from './services.js';
+import { freePort, missingTool, NODE_EXPORTER, PROMETHEUS, queryPrometheus, startNodeExporter, startPrometheus, type Service } from './services.js';
 import { removeWorkerBinary, startWorker, stopWorkers, type Worker } from './workers.js';
 
 const PAGE = 4096;
 
-function exporterOptions(overrides: Partial<ExporterOptions> = {}): ExporterOptions {
-  return { host: '127.0.0.1', port: 0, names: 'node', top: 20, sampleSeconds: 60, autotuneLog: '/nonexistent/autotune.jsonl', sources: defaultSources, ...overrides };
+function exporterOptions(overrides: ExporterOptions = {}): ExporterOptions {
+  return { port: 0, sampleSeconds: 60, autotuneLog: '/nonexistent/autotune.jsonl', ...overrides };
 }
 
 async function scrape(url: string): Promise<{ text: string; exposition: Exposition; contentType: string }> {
@@ -28,6 +27,33 @@ async function scrape(url: string): Promise<{ text: string; exposition: Expositi
 function nodeKsmd(exposition: Exposition): Map<string, number> {
   return new Map(exposition.samples.filter((sample) => sample.name.startsWith('node_ksmd_')).map((sample) => [sample.name, sample.value]));
 }
+
+describe('startExporter() and `ksm exporter`', () => {
+  it('refuses bad options with TypeError or RangeError', async () => {
+    await expect(startExporter({ port: 70000 })).rejects.toThrow(RangeError);
+    await expect(startExporter({ names: 'prom' as never })).rejects.toThrow(TypeError);
+    await expect(startExporter({ top: -1 })).rejects.toThrow(RangeError);
+    await expect(startExporter({ colour: 1 } as never)).rejects.toThrow(TypeError);
+  });
+
+  it('listens where --listen says until aborted, and refuses a bad --listen with exit code 2', async () => {
+    const port = await freePort();
+    const controller = new AbortController();
+    const running = runInProcess(['exporter', '--listen', `127.0.0.1:${port}`, '--json'], { signal: controller.signal });
+    const deadline = Date.now() + 10_000;
+    let response: Response | undefined;
+    while (!response && Date.now() < deadline) response = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+    expect(response?.status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/nowhere`)).status).toBe(404);
+    controller.abort();
+    const result = await running;
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ url: `http://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${port}/metrics` });
+    const bad = await runInProcess(['exporter', '--listen', 'localhost']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--listen takes ADDR:PORT');
+  });
+});
 
 describe('with a fake /sys/kernel/mm/ksm', () => {
   let sysfs: string;
@@ -148,6 +174,8 @@ describe('on the real kernel, with ksmd merging', () => {
             expect(processValue('rmap_items', worker)).toBe(Number(stat.ksm_rmap_items));
             expect(processValue('profit_bytes', worker)).toBe(Number(stat.ksm_process_profit));
             expect(processValue('zero_page_bytes', worker)).toBe(Number(stat.ksm_zero_pages) * PAGE);
+            // Each of the pattern pages is mapped by the three workers: each is owed 2/3 of a page.
+            expect(processValue('fair_share_saved_bytes', worker)).toBeGreaterThanOrEqual(Math.floor((pages * 2 * PAGE) / 3) - PAGE);
           }
           expect(processValue('merging_bytes', unmarked)).toBeUndefined();
 

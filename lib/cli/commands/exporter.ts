@@ -1,13 +1,12 @@
 import { autotuneLogPath } from '../../fleet/autotune-log.js';
-import { startExporter } from '../../fleet/exporter.js';
+import { DEFAULT_EXPORTER_PORT, startExporter } from '../../fleet/exporter.js';
 import type { MetricNames } from '../../fleet/metrics.js';
-import { defaultSources } from '../../fleet/sources.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson } from '../format.js';
 import { parseCommandArgs, parseWholeNumber, UsageError } from '../usage.js';
 
-/** 9964, in Prometheus's exporter range (9100-9999); override with --listen. */
-export const DEFAULT_LISTEN = '127.0.0.1:9964';
+/** Loopback only unless asked: the metrics name every process's command. */
+const DEFAULT_LISTEN = `127.0.0.1:${DEFAULT_EXPORTER_PORT}`;
 
 /** ADDR:PORT, [IPv6]:PORT or :PORT (all addresses). */
 export function parseListen(text: string): { host: string; port: number } {
@@ -64,7 +63,7 @@ Examples:
     const top = values.top === undefined ? 20 : parseWholeNumber('--top', values.top);
     const sampleSeconds = values.sample === undefined ? 5 : parseWholeNumber('--sample', values.sample);
     if (sampleSeconds < 1) throw new UsageError('--sample needs at least 1 second');
-    const exporter = await startExporter({ host, port, names, top, sampleSeconds, autotuneLog: autotuneLogPath(context.env), sources: defaultSources });
+    const exporter = await startExporter({ host, port, names, top, sampleSeconds, autotuneLog: autotuneLogPath(context.env) });
     context.stdout.write(values.json ? formatJson({ url: exporter.url, metrics: `${exporter.url}/metrics` }, false) : `ksm exporter: metrics at ${exporter.url}/metrics, dashboard at ${exporter.url}/\n`);
     if (!context.signal.aborted) await new Promise((resolve) => context.signal.addEventListener('abort', resolve, { once: true }));
     await exporter.close();

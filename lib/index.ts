@@ -30,6 +30,8 @@ export { execInPlace } from './marking/exec.js';
 export { systemKsmStats, KSM_COUNTERS, type KsmCounter, type SystemKsmStats } from './kernel/system-stats.js';
 export { processKsmStats, type ProcessKsmStats, type ProcessKsmStatsOptions } from './process/process-stats.js';
 export { ksmProcesses, groupByCgroup, type KsmProcessList, type ProcessKsmRow, type CgroupKsmRow, type OptInMethod } from './process/top.js';
+export { fairShareSaved, type FairShare } from './process/fair-share.js';
+export { identifyCgroup, type CgroupIdentity, type IdentifyCgroupOptions } from './process/cgroups.js';
 
 // Tuning ksmd.
 export {

@@ -1,5 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { KsmError } from '../core/errors.js';
+import { type CgroupIdentity, identifyCgroup } from './cgroups.js';
+import { fairShareSaved } from './fair-share.js';
 import { processKsmStats } from './process-stats.js';
 import { allUserPids } from './select.js';
 
@@ -19,18 +21,22 @@ export interface ProcessKsmRow {
   cgroup: string;
   mergingPages: number;
   mergingBytes: number;
-  /** ksm_process_profit (6.4+), signed. */
+  /** ksm_process_profit (6.4+), signed: the kernel's figure, which credits every mapping of a shared page a whole page. */
   profitBytes: number | undefined;
+  /** Fair-share saving: (k−1)/k of a page per mapping of a page shared k times (see fairShareSaved); undefined without root. */
+  savedBytes: number | undefined;
   methods: OptInMethod[];
 }
 
-/** One cgroup (a container, a systemd service): its processes summed. */
-export interface CgroupKsmRow {
+/** One cgroup (a container, a systemd service): its processes summed, and what it is. */
+export interface CgroupKsmRow extends Omit<CgroupIdentity, 'path'> {
   cgroup: string;
   processes: number;
   mergingBytes: number;
-  /** Sum of the profits the kernel reports; undefined when no process has one. */
+  /** Sum of the profits the kernel reports; undefined when no process has one. Overstates: see savedBytes. */
   profitBytes: number | undefined;
+  /** Sum of the processes' fair-share savings: summed over cgroups, what the host saves. Undefined without root. */
+  savedBytes: number | undefined;
 }
 
 /** What ksmProcesses() saw. */
@@ -41,6 +47,8 @@ export interface KsmProcessList {
   scanned: number;
   /** Processes whose KSM files this user may not read: counted, never silently dropped. */
   unreadable: { count: number; pids: number[]; reason: string | undefined };
+  /** Whether the rows carry fair-share savedBytes, and why not. */
+  fairShare: { available: true } | { available: false; reason: string };
 }
 
 /**
@@ -70,7 +78,10 @@ export function ksmProcesses(pids: readonly number[] = allUserPids()): KsmProces
     }
   }
   processes.sort((a, b) => b.mergingBytes - a.mergingBytes || a.pid - b.pid);
-  return { processes, scanned, unreadable };
+  const share = fairShareSaved(processes.map((row) => row.pid));
+  // A process that exited between the two scans is credited nothing.
+  if (share.available) for (const row of processes) row.savedBytes = share.savedBytes.get(row.pid) ?? 0;
+  return { processes, scanned, unreadable, fairShare: share.available ? { available: true } : { available: false, reason: share.reason } };
 }
 
 function processRow(pid: number): ProcessKsmRow | 'unreadable' | undefined {
@@ -92,21 +103,32 @@ function processRow(pid: number): ProcessKsmRow | 'unreadable' | undefined {
     mergingPages,
     mergingBytes: stats.mergingBytes ?? 0,
     profitBytes: stats.profitBytes,
+    savedBytes: undefined,
     methods,
   };
 }
 
-/** Sums the processes per cgroup, most merged memory first. */
-export function groupByCgroup(processes: readonly ProcessKsmRow[]): CgroupKsmRow[] {
+/**
+ * Sums the processes per cgroup and names each (container, pod, systemd unit: see
+ * identifyCgroup), most saved first (most merged where savings are unavailable).
+ * `options.root` is where the container engines' metadata is looked up.
+ */
+export function groupByCgroup(processes: readonly ProcessKsmRow[], options?: { root?: string }): CgroupKsmRow[] {
   const groups = new Map<string, CgroupKsmRow>();
   for (const row of processes) {
-    const group = groups.get(row.cgroup) ?? { cgroup: row.cgroup, processes: 0, mergingBytes: 0, profitBytes: undefined };
+    let group = groups.get(row.cgroup);
+    if (group === undefined) {
+      const { path, ...identity } = identifyCgroup(row.cgroup, options);
+      group = { cgroup: path, ...identity, processes: 0, mergingBytes: 0, profitBytes: undefined, savedBytes: undefined };
+      groups.set(row.cgroup, group);
+    }
     group.processes++;
     group.mergingBytes += row.mergingBytes;
     if (row.profitBytes !== undefined) group.profitBytes = (group.profitBytes ?? 0) + row.profitBytes;
-    groups.set(row.cgroup, group);
+    if (row.savedBytes !== undefined) group.savedBytes = (group.savedBytes ?? 0) + row.savedBytes;
   }
-  return [...groups.values()].sort((a, b) => b.mergingBytes - a.mergingBytes || a.cgroup.localeCompare(b.cgroup));
+  const rank = (group: CgroupKsmRow): number => group.savedBytes ?? group.mergingBytes;
+  return [...groups.values()].sort((a, b) => rank(b) - rank(a) || b.mergingBytes - a.mergingBytes || a.cgroup.localeCompare(b.cgroup));
 }
 
 function readProc(pid: number, name: string): string | undefined {

@@ -86,17 +86,23 @@ describe('ksm top with real processes in two cgroups', () => {
         expect(rows.map((row) => row?.mergingBytes)).toEqual(before.map((pages) => pages * 4096));
         expect(rows[0]?.command).toContain('python3 -c');
         expect(typeof rows[0]?.profitBytes).toBe('number');
+        for (const row of rows) expect(row?.savedBytes).toBeGreaterThan(0);
+        expect(list.fairShare).toEqual({ available: true });
 
         const a = byCgroup.cgroups.find((row: { cgroup: string }) => row.cgroup === `/${groups[0]}`);
         const b = byCgroup.cgroups.find((row: { cgroup: string }) => row.cgroup === `/${groups[1]}`);
-        expect(a).toMatchObject({ processes: 2, mergingBytes: ((before[0] ?? 0) + (before[1] ?? 0)) * 4096 });
-        expect(b).toMatchObject({ processes: 1, mergingBytes: (before[2] ?? 0) * 4096 });
+        expect(a).toMatchObject({ name: `/${groups[0]}`, processes: 2, mergingBytes: ((before[0] ?? 0) + (before[1] ?? 0)) * 4096 });
+        expect(b).toMatchObject({ name: `/${groups[1]}`, processes: 1, mergingBytes: (before[2] ?? 0) * 4096 });
+        // 16 MiB of one repeated byte: every page shares one content, so nearly every mapping saves a page.
+        expect(a.savedBytes).toBeGreaterThan(0.95 * a.mergingBytes);
+        expect(a.savedBytes).toBeLessThanOrEqual(a.mergingBytes);
         break;
       }
       const text = runBin(['top', '--by', 'cgroup']);
       expect(text.code).toBe(0);
-      expect(text.stdout).toMatch(new RegExp(`^/${groups[0]}\\s+2\\s+\\d+\\.\\d MiB`, 'm'));
-      expect(text.stdout).toMatch(/^CGROUP\s+PROCS\s+MERGING\s+PROFIT$/m);
+      expect(text.stdout).toMatch(new RegExp(`^/${groups[0]}\\s+2\\s+\\d+\\.\\d MiB\\s+\\d+\\.\\d MiB`, 'm'));
+      expect(text.stdout).toMatch(/^NAME\s+PROCS\s+MERGING\s+SAVED\s+KERNEL-PROFIT\s+CGROUP$/m);
+      expect(text.stdout).toMatch(/^SAVED credits each of k mappings .* KERNEL-PROFIT is the kernel's ksm_process_profit/m);
     });
   });
 
@@ -110,6 +116,8 @@ describe('ksm top with real processes in two cgroups', () => {
     expect(json.unreadable.reason).toMatch(/owner and root/);
     const text = runBin(['top'], { uid: 65534, gid: 65534 });
     expect(text.stdout).toMatch(/\d+ unreadable \(.*run as root to include them\)/);
+    expect(json.fairShare).toEqual({ available: false, reason: expect.stringMatching(/root/) });
+    expect(text.stdout).toMatch(/^SAVED unavailable: .*root.*; KERNEL-PROFIT is the kernel's ksm_process_profit/m);
   });
 
   it('--watch prints a line per sample off a terminal', async (ctx) => {
@@ -125,12 +133,23 @@ describe('ksm top with real processes in two cgroups', () => {
 
 describe('groupByCgroup', () => {
   it('sums merged bytes and profits, most merged first', () => {
-    const row = (pid: number, cgroup: string, mergingBytes: number, profitBytes?: number): ProcessKsmRow => ({
-      pid, command: 'x', cgroup, mergingPages: mergingBytes / 4096, mergingBytes, profitBytes, methods: ['prctl'],
+    const row = (pid: number, cgroup: string, mergingBytes: number, profitBytes?: number, savedBytes?: number): ProcessKsmRow => ({
+      pid, command: 'x', cgroup, mergingPages: mergingBytes / 4096, mergingBytes, profitBytes, savedBytes, methods: ['prctl'],
     });
     expect(groupByCgroup([row(1, '/a', 4096, -10), row(2, '/b', 8192 * 4), row(3, '/a', 8192, 100)])).toEqual([
-      { cgroup: '/b', processes: 1, mergingBytes: 32768, profitBytes: undefined },
-      { cgroup: '/a', processes: 2, mergingBytes: 12288, profitBytes: 90 },
+      { cgroup: '/b', name: '/b', processes: 1, mergingBytes: 32768, profitBytes: undefined, savedBytes: undefined },
+      { cgroup: '/a', name: '/a', processes: 2, mergingBytes: 12288, profitBytes: 90, savedBytes: undefined },
+    ]);
+  });
+
+  it('sums fair-share savings, most saved first, and names the cgroups', () => {
+    const row = (pid: number, cgroup: string, mergingBytes: number, savedBytes: number): ProcessKsmRow => ({
+      pid, command: 'x', cgroup, mergingPages: mergingBytes / 4096, mergingBytes, profitBytes: mergingBytes, savedBytes, methods: ['prctl'],
+    });
+    const groups = groupByCgroup([row(1, '/system.slice/a.service', 8192, 1000), row(2, '/system.slice/b.service', 4096, 3000), row(3, '/system.slice/a.service', 4096, 1500)]);
+    expect(groups.map((group) => [group.name, group.engine, group.savedBytes])).toEqual([
+      ['b.service', 'systemd', 3000],
+      ['a.service', 'systemd', 2500],
     ]);
   });
 });

@@ -97,13 +97,30 @@ void ReleaseMapping(Napi::Env env, uint8_t*, Mapping* mapping) {
   Napi::MemoryManagement::AdjustExternalMemory(env, -length);
 }
 
+// The secret's mapping is never advised MADV_MERGEABLE, not even for a moment. The
+// preload library's mmap hook advises each new private anonymous mapping at once, and
+// its walks each one they find, on any thread. So the address range first holds a
+// shared anonymous placeholder, which neither ever advises (KSM cannot merge shared
+// memory); the range is excluded (which also waits for a walk under way); only then
+// does the private mapping replace the placeholder in place, and the hook, seeing the
+// range excluded, leaves it alone. Listed under the mutex, so no markProcess() pass
+// sees it unlisted either.
 void* MapExcluded(size_t length) {
   std::lock_guard<std::mutex> lock(excluded_mutex);
-  void* memory = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (memory != MAP_FAILED) {
-    uintptr_t start = reinterpret_cast<uintptr_t>(memory);
-    excluded_ranges.emplace_back(start, start + length);
+  void* placeholder = mmap(nullptr, length, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (placeholder == MAP_FAILED) return MAP_FAILED;
+  uintptr_t start = reinterpret_cast<uintptr_t>(placeholder);
+  Range range{start, start + length};
+  CallPreloadHook("ksm_preload_exclude_range", range);
+  void* memory = mmap(placeholder, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (memory == MAP_FAILED) {
+    int err = errno;
+    munmap(placeholder, length);
+    CallPreloadHook("ksm_preload_include_range", range);
+    errno = err;
+    return MAP_FAILED;
   }
+  excluded_ranges.push_back(range);
   return memory;
 }
 
@@ -123,7 +140,6 @@ Napi::Value AllocMapping(const Napi::CallbackInfo& info) {
                            : MapExcluded(length);
   if (memory == MAP_FAILED) ThrowErrno(env, errno, "mmap");
   Range range{reinterpret_cast<uintptr_t>(memory), reinterpret_cast<uintptr_t>(memory) + length};
-  if (!mergeable) CallPreloadHook("ksm_preload_exclude_range", range);
   auto* mapping = new Mapping{range, !mergeable};
   bool advised = mergeable ? madvise(memory, length, MADV_MERGEABLE) == 0
                            : madvise(memory, length, MADV_DONTDUMP) == 0 && madvise(memory, length, MADV_UNMERGEABLE) == 0;

@@ -12,7 +12,7 @@ import {
   quoteSystemd,
   quoteYaml,
 } from './quote.js';
-import { ksmSupport } from '../diagnosis/support.js';
+import { kernelFeatures } from '../kernel/features.js';
 import { validateKnobs, type KnobChanges } from '../kernel/tune.js';
 
 /** Where a snippet goes. */
@@ -45,8 +45,10 @@ export interface SnippetOptions {
   mode?: PreloadMode;
   /**
    * systemd only: `memory-ksm` writes MemoryKSM=yes, `preload` the LD_PRELOAD form.
-   * `auto` (default) picks MemoryKSM=yes when this host's systemd is 256+ and its
-   * kernel keeps the flag across exec (ksmSupport().execSurvival), unless mode is `madvise`.
+   * `auto` (default) picks MemoryKSM=yes when this host's systemd is 256+ (254 and 255
+   * pass stray arguments to prctl, and every such service fails with EINVAL) and a probe
+   * shows its kernel keeps the flag across exec (kernelFeatures().execSurvival; 6.4-6.6
+   * drop it), unless mode is `madvise`.
    */
   systemd?: 'auto' | 'memory-ksm' | 'preload';
   /** ksmd-boot only: the knobs to set at boot (default `{ run: 1 }`). */
@@ -189,6 +191,7 @@ function systemdMemoryKsmSnippet(): string {
   return [
     '# /etc/systemd/system/SERVICE.service.d/ksm.conf, then: systemctl daemon-reload; systemctl restart SERVICE',
     '# systemd 256+ sets prctl(PR_SET_MEMORY_MERGE) before exec; no library needed. ksmd must run (ksm enable).',
+    '# Only where the kernel keeps that flag across execve (6.4-6.6 drop it: `ksm doctor` says which): else use --systemd preload.',
     '[Service]',
     'MemoryKSM=yes',
     '',
@@ -213,7 +216,7 @@ function systemdForm(options: SnippetOptions): 'memory-ksm' | 'preload' {
     throw new RangeError(`systemd form must be auto, memory-ksm or preload, got ${JSON.stringify(form)}`);
   }
   if (form !== 'auto') return form;
-  return options.mode !== 'madvise' && hostSystemdVersion() >= 256 && ksmSupport().execSurvival.expected ? 'memory-ksm' : 'preload';
+  return options.mode !== 'madvise' && hostSystemdVersion() >= 256 && kernelFeatures().execSurvival.available ? 'memory-ksm' : 'preload';
 }
 
 /** The major version `systemctl --version` reports, 0 without systemd. */

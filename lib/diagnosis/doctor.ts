@@ -3,6 +3,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { kernelRelease } from '../kernel/version.js';
+import type { KernelFeatures } from '../kernel/features.js';
 import { ksmSupport, type KsmSupport } from './support.js';
 import { ksmSysfsRoot } from '../kernel/sysfs.js';
 import type { SystemKsmStats } from '../kernel/system-stats.js';
@@ -64,6 +65,8 @@ export interface DoctorCheck {
   detail: string;
   /** What to do, for warn and fail. */
   fix?: string;
+  /** The `kernel features` check only: every feature probed, with where the answer came from. */
+  features?: KernelFeatures;
 }
 
 /** Every check of `ksm doctor`, in the order a newcomer would fix them. Never throws. */
@@ -79,11 +82,17 @@ export function doctorChecks(): DoctorCheck[] {
     writableCheck(),
     thpCheck(),
     support.prctl.available
-      ? { name: 'prctl', status: 'ok', detail: `prctl(PR_SET_MEMORY_MERGE) works${support.prctl.probed ? '' : ' (judged by kernel version)'}` }
+      ? { name: 'prctl', status: 'ok', detail: `prctl(PR_SET_MEMORY_MERGE) works (${support.features.prctl.source})` }
       : { name: 'prctl', status: 'warn', detail: support.prctl.reason ?? 'unavailable', fix: 'the preload library marks memory with madvise instead: ksm run --mode madvise' },
     support.execSurvival.expected
-      ? { name: 'exec survival', status: 'ok', detail: 'the merge flag survives execve here, so `ksm run` and MemoryKSM=yes reach the program' }
-      : { name: 'exec survival', status: 'warn', detail: support.execSurvival.reason ?? 'not expected', fix: 'use the preload library: ksm run --mode madvise' },
+      ? { name: 'exec survival', status: 'ok', detail: 'the merge flag survives execve here (a probe child kept it), so `ksm run` and MemoryKSM=yes reach the program' }
+      : {
+          name: 'exec survival',
+          status: 'warn',
+          detail: support.execSurvival.reason ?? 'not expected',
+          fix: '`ksm run` loads the preload library here by itself; for services use the LD_PRELOAD form of `ksm snippet`, not MemoryKSM=yes',
+        },
+    featuresCheck(support.features),
     support.addon.loaded
       ? { name: 'addon', status: 'ok', detail: 'the native addon loads' }
       : { name: 'addon', status: 'fail', detail: support.addon.reason ?? 'not loaded', fix: 'npm rebuild ksm-preload (needs a C++ compiler and python3)' },
@@ -93,6 +102,27 @@ export function doctorChecks(): DoctorCheck[] {
       : { name: 'launcher', status: 'fail', detail: support.launcher.reason ?? 'not built', fix: 'npm rebuild ksm-preload' },
   );
   return checks;
+}
+
+/** The files and calls of the kernel that the tools adapt to; what is missing is worked around, so never a warning. */
+const LISTED_FEATURES: Array<[keyof KernelFeatures, string]> = [
+  ['procmapQuery', 'PROCMAP_QUERY'],
+  ['ksmMergingPages', 'ksm_merging_pages'],
+  ['ksmStat', 'ksm_stat'],
+  ['generalProfit', 'general_profit'],
+  ['ksmZeroPages', 'ksm_zero_pages'],
+  ['smartScan', 'smart_scan'],
+  ['advisor', 'advisor'],
+];
+
+function featuresCheck(features: KernelFeatures): DoctorCheck {
+  const listed = LISTED_FEATURES.map(([key, label]) => {
+    const feature = features[key];
+    const answer = feature.available ? 'yes' : feature.probed ? 'no' : 'unknown';
+    const missingFields = key === 'ksmStat' && features.ksmStat.available && features.ksmStat.missing.length > 0 ? ` (without ${features.ksmStat.missing.join(', ')})` : '';
+    return `${label} ${answer}${missingFields}`;
+  });
+  return { name: 'kernel features', status: 'ok', detail: listed.join(', '), features };
 }
 
 function kernelConfigCheck(support: KsmSupport): DoctorCheck {

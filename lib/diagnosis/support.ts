@@ -1,13 +1,13 @@
 // What works on this machine and why not: the answer behind `ksm doctor`.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ksmAddon } from '../core/capability.js';
-import { kernelAtLeast, kernelRelease } from '../kernel/version.js';
+import { kernelFeatures, type KernelFeatures } from '../kernel/features.js';
+import { kernelRelease } from '../kernel/version.js';
 import { launcher, preloadLibrary } from '../core/paths.js';
-import { prctlSwitchedOffForTests, readMemoryMerge } from '../kernel/prctl.js';
 import { ksmSysfsRoot, readKsmKnob } from '../kernel/sysfs.js';
 
 export { setStrict, type StrictOption, type Unsupported } from '../core/capability.js';
+
 
 /** One yes/no answer of ksmSupport(); `reason` accompanies every no. */
 interface Check {
@@ -30,12 +30,14 @@ export interface KsmSupport {
   /** ksmd scans (run = 1). Marking works without it, but nothing merges. */
   ksmd: { running: boolean } & Check;
   /**
-   * prctl(PR_SET_MEMORY_MERGE) works (Linux 6.4+). `probed` says whether the
-   * addon asked the kernel, or, without the addon, the kernel version decided.
+   * prctl(PR_SET_MEMORY_MERGE) works. `probed` is false when neither the launcher
+   * nor the addon is there to ask the kernel.
    */
   prctl: { available: boolean; probed: boolean } & Check;
-  /** The process-wide flag survives execve (Linux 6.7+), so `ksm run --mode prctl` reaches the program. */
+  /** The process-wide flag survives execve, as a probe child shows, so `ksm run --mode prctl` and MemoryKSM=yes reach the program. */
   execSurvival: { expected: boolean } & Check;
+  /** What the kernel offers, each feature probed (kernelFeatures()). */
+  features: KernelFeatures;
   /** The native addon loaded. */
   addon: { loaded: boolean } & Check;
   /** libksm_preload.so, for LD_PRELOAD. */
@@ -56,8 +58,9 @@ export function ksmSupport(): KsmSupport {
   const kernel = kernelRelease();
   const load = ksmAddon();
   const addon = load.addon ? { loaded: true } : { loaded: false, reason: load.reason };
-  const ksm = ksmPresence();
-  const prctl = prctlAvailability(load, ksm);
+  const features = kernelFeatures();
+  const ksm = ksmPresence(features);
+  const prctl = prctlAvailability(features, ksm);
   const supported = ksm.present && addon.loaded;
   return {
     platform,
@@ -67,22 +70,22 @@ export function ksmSupport(): KsmSupport {
     ksm,
     ksmd: ksmdState(ksm),
     prctl,
-    execSurvival: execSurvival(prctl),
+    execSurvival: execSurvival(features, prctl),
+    features,
     addon,
     preloadLibrary: preloadLibrary(),
     launcher: launcher(),
   };
 }
 
-function ksmPresence(): KsmSupport['ksm'] {
+function ksmPresence(features: KernelFeatures): KsmSupport['ksm'] {
   if (process.platform !== 'linux') {
     return { present: false, reason: `KSM is a Linux kernel feature; this is ${process.platform}` };
   }
-  const root = ksmSysfsRoot();
-  if (!existsSync(join(root, 'run'))) {
+  if (!features.ksm.available) {
     return {
       present: false,
-      reason: `${root} is missing: the kernel was built without CONFIG_KSM (or /sys is not mounted); use a kernel with CONFIG_KSM=y`,
+      reason: `${ksmSysfsRoot()} is missing: the kernel was built without CONFIG_KSM (or /sys is not mounted); use a kernel with CONFIG_KSM=y`,
     };
   }
   return { present: true };
@@ -104,26 +107,14 @@ function ksmdState(ksm: KsmSupport['ksm']): KsmSupport['ksmd'] {
   }
 }
 
-function prctlAvailability(load: ReturnType<typeof ksmAddon>, ksm: KsmSupport['ksm']): KsmSupport['prctl'] {
+function prctlAvailability(features: KernelFeatures, ksm: KsmSupport['ksm']): KsmSupport['prctl'] {
   if (!ksm.present) return { available: false, probed: false, reason: `no prctl(PR_SET_MEMORY_MERGE) without KSM: ${ksm.reason}` };
-  if (load.addon) {
-    const answer = readMemoryMerge(load.addon);
-    return answer.reason === undefined ? { available: true, probed: true } : { available: false, probed: true, reason: answer.reason };
-  }
-  const switchedOff = prctlSwitchedOffForTests();
-  if (switchedOff) return { available: false, probed: false, reason: switchedOff };
-  return kernelAtLeast(6, 4)
-    ? { available: true, probed: false }
-    : { available: false, probed: false, reason: `prctl(PR_SET_MEMORY_MERGE) needs Linux 6.4 or later; this is ${kernelRelease()}` };
+  const { available, probed, reason } = features.prctl;
+  return available ? { available, probed } : { available, probed, reason: reason ?? 'prctl(PR_SET_MEMORY_MERGE) is refused' };
 }
 
-function execSurvival(prctl: KsmSupport['prctl']): KsmSupport['execSurvival'] {
+function execSurvival(features: KernelFeatures, prctl: KsmSupport['prctl']): KsmSupport['execSurvival'] {
   if (!prctl.available) return { expected: false, reason: `the flag cannot survive exec without prctl: ${prctl.reason}` };
-  if (!kernelAtLeast(6, 7)) {
-    return {
-      expected: false,
-      reason: `Linux ${kernelRelease()} drops the merge-any flag at execve (kept from 6.7 on): use the preload library (\`ksm run --mode madvise\`) for programs started by exec`,
-    };
-  }
-  return { expected: true };
+  const { available, reason } = features.execSurvival;
+  return available ? { expected: true } : { expected: false, reason: reason ?? 'the flag does not survive execve' };
 }

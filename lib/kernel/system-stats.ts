@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { ksmFeature } from './features.js';
 import { systemPageSize } from './page-size.js';
 import { ksmSysfsRoot, readKsmKnob, readKsmNumber } from './sysfs.js';
 import { KSM_KNOBS, type KnobSnapshot } from './tune.js';
@@ -83,7 +83,7 @@ export function systemKsmStats(): SystemKsmStats {
       : undefined;
   const profit = profitOf(counters, trackedPages, pageSize);
   return {
-    available: existsSync(ksmSysfsRoot()),
+    available: ksmFeature().available,
     root: ksmSysfsRoot(),
     pageSize,
     running: knobs.run === '1',

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ksmSupport } from '../../lib/diagnosis/support.js';
-import { requireOrSkip, ksmUnavailable } from '../helpers/e2e.js';
+import { requireOrSkip, ksmUnavailable, probedKernel } from '../helpers/e2e.js';
 import { MODERN_TREE, READ_ONLY_FOR_ROOT, runBin, runInProcess, useFakeSysfs } from './harness.js';
 
 interface Check {
@@ -9,9 +9,10 @@ interface Check {
   status: 'ok' | 'warn' | 'fail';
   detail: string;
   fix?: string;
+  features?: Record<string, { available: boolean; probed: boolean; source: string; reason?: string }>;
 }
 
-const ALL = ['CONFIG_KSM', 'ksmd', 'container', 'sysfs writable', 'THP', 'prctl', 'exec survival', 'addon', 'preload library', 'launcher'];
+const ALL = ['CONFIG_KSM', 'ksmd', 'container', 'sysfs writable', 'THP', 'prctl', 'exec survival', 'kernel features', 'addon', 'preload library', 'launcher'];
 
 let cleanup: (() => void) | undefined;
 afterEach(() => {
@@ -29,8 +30,15 @@ describe('ksm doctor on this machine', () => {
     const support = ksmSupport();
     expect(byName.CONFIG_KSM?.status).toBe('ok');
     expect(byName.ksmd?.status).toBe(support.ksmd.running ? 'ok' : 'warn');
-    expect(byName.prctl?.status).toBe(support.prctl.available ? 'ok' : 'warn');
+    const kernel = probedKernel();
+    expect(byName.prctl?.status).toBe(kernel.prctl ? 'ok' : 'warn');
+    expect(byName['exec survival']?.status).toBe(kernel.execSurvival ? 'ok' : 'warn');
     expect(byName['exec survival']?.status).toBe(support.execSurvival.expected ? 'ok' : 'warn');
+    const features = byName['kernel features']?.features ?? {};
+    expect([features.prctl?.available, features.execSurvival?.available, features.procmapQuery?.available]).toEqual([kernel.prctl, kernel.execSurvival, kernel.procmapQuery]);
+    expect(features.generalProfit?.available).toBe(existsSync('/sys/kernel/mm/ksm/general_profit'));
+    expect(byName['kernel features']?.detail).toContain(`general_profit ${existsSync('/sys/kernel/mm/ksm/general_profit') ? 'yes' : 'no'}`);
+    expect(byName['kernel features']?.detail).toContain(`PROCMAP_QUERY ${kernel.procmapQuery ? 'yes' : 'no'}`);
     expect(byName['sysfs writable']?.status).toBe('ok'); // root, writable /sys
     expect(byName.container?.status).toBe(existsSync('/.dockerenv') || existsSync('/run/.containerenv') ? 'warn' : byName.container?.status);
     expect(byName['preload library']).toMatchObject({ status: 'ok', detail: expect.stringMatching(/loads \(glibc\)/) });

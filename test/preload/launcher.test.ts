@@ -2,12 +2,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { ksmUnavailable, prctlUnavailable, probedKernel, requireOrSkip } from '../helpers/e2e.js';
 import { buildFixture, buildLauncher, coverageReaching, fixturesDir, startWorkload } from './native-build.js';
 
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const name of ['LD_PRELOAD', 'KSM_PRELOAD_MODE', 'KSM_PRELOAD_LIB', 'KSM_PRELOAD_TEST_NO_PRCTL']) {
+  for (const name of ['LD_PRELOAD', 'KSM_PRELOAD_MODE', 'KSM_PRELOAD_LIB', 'KSM_PRELOAD_TEST_NO_PRCTL', 'KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC']) {
     if (!(name in extra)) delete env[name];
   }
   return env;
@@ -17,11 +17,11 @@ function launch(args: string[], env = cleanEnv()) {
   return spawnSync(buildLauncher(), args, { env, encoding: 'utf8' });
 }
 
-const shellPrintsItself = ['sh', '-c', 'echo "$$ ${LD_PRELOAD-unset} ${KSM_PRELOAD_MODE-unset}"; grep ksm_merge_any /proc/$$/ksm_stat || true'];
+const shellPrintsItself = ['sh', '-c', 'echo "$$ ${LD_PRELOAD-unset} ${KSM_PRELOAD_MODE-unset}"; grep -c "^VmFlags:.* mg" /proc/$$/smaps || true'];
 
 describe('ksm-exec', () => {
-  it('prctl mode: the exec\'d program has ksm_merge_any and no LD_PRELOAD, in the same pid', (ctx) => {
-    requireOrSkip(ctx, prctlUnavailable());
+  it('prctl mode: the exec\'d program is marked (smaps mg) without LD_PRELOAD, in the same pid', (ctx) => {
+    requireOrSkip(ctx, prctlUnavailable() ?? (probedKernel().execSurvival ? undefined : 'this kernel drops PR_SET_MEMORY_MERGE at execve'));
     const child = spawnSync(buildLauncher(), ['--mode', 'prctl', '--', ...shellPrintsItself], { env: cleanEnv(), encoding: 'utf8' });
     expect(child.status).toBe(0);
     const [pid, preload, mode] = child.stdout.split('\n')[0]!.split(' ');
@@ -29,7 +29,18 @@ describe('ksm-exec', () => {
     expect(Number(pid)).toBe(child.pid);
     expect(preload).toBe('unset');
     expect(mode).toBe('unset');
-    expect(child.stdout).toContain('ksm_merge_any: yes');
+    expect(Number(child.stdout.split('\n')[1])).toBeGreaterThan(0);
+  });
+
+  it('its exec-survival probe is fooled neither by a library preloaded into ksm-exec nor by an ignored SIGCHLD', (ctx) => {
+    requireOrSkip(ctx, prctlUnavailable());
+    const library = join(dirname(buildLauncher()), 'libksm_preload.so');
+    // The library would set the flag again in an exec'd probe that inherited LD_PRELOAD.
+    const preloaded = launch(['--probe-kernel'], cleanEnv({ LD_PRELOAD: library, KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC: '1' }));
+    expect(preloaded.stdout).toContain('exec-survival lost\n');
+    const ignoreChildrenThenExec = 'import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])';
+    const ignoring = spawnSync('python3', ['-c', ignoreChildrenThenExec, buildLauncher(), '--probe-kernel'], { env: cleanEnv(), encoding: 'utf8' });
+    expect(ignoring.stdout).toContain(`exec-survival ${probedKernel().execSurvival ? 'kept' : 'lost'}\n`);
   });
 
   it('madvise mode: the library goes in front of the old LD_PRELOAD, once', () => {

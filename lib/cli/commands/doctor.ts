@@ -16,9 +16,12 @@ export const doctorCommand: Command = {
 Checks, in order: the kernel has KSM (sysfs, and CONFIG_KSM in /boot/config-$(uname -r)
 or /proc/config.gz when readable), ksmd runs, whether this is a container, whether
 /sys/kernel/mm/ksm is writable, transparent huge pages, prctl(PR_SET_MEMORY_MERGE)
-and whether it survives exec, the native addon, the preload library (loads for
-this system's C library, glibc or musl) and the launcher. Exits with 1 when a
-check fails.
+and whether it survives exec (a probe child sets it and execs), what else the
+kernel offers (PROCMAP_QUERY, ksm_merging_pages, the fields of ksm_stat,
+general_profit, ksm_zero_pages, smart_scan, the advisor: probed, never judged by
+version; --json gives each with its source), the native addon, the preload library
+(loads for this system's C library, glibc or musl) and the launcher. Exits with 1
+when a check fails.
 
 Options:
   --json      print the checks as JSON

@@ -17,6 +17,13 @@ function splitCommandLine(args: string[]): { own: string[]; command: string[] } 
   return { own: args.slice(0, index), command: args.slice(index) };
 }
 
+/** LD_PRELOAD with the library first, as ksm-exec sets it, so that its hooks sit in front
+ * of any allocator preloaded after it. The loader splits entries at spaces and colons. */
+function preloadFirst(library: string, old: string | undefined): string {
+  const others = (old ?? '').split(/[ :]+/).filter((entry) => entry !== '' && entry !== library);
+  return [library, ...others].join(':');
+}
+
 /**
  * Without the addon (no execve) or the launcher: start CMD as a child with the
  * library preloaded, pass it the terminal, forward SIGINT/SIGTERM and return its exit code.
@@ -24,7 +31,7 @@ function splitCommandLine(args: string[]): { own: string[]; command: string[] } 
 function spawnWithPreload(command: string[], mode: string, context: CliContext): Promise<number> {
   const library = preloadLibrary();
   if (library.path === undefined) throw new Error(`cannot run with merging: ${library.reason}`);
-  const env = { ...context.env, LD_PRELOAD: [context.env.LD_PRELOAD, library.path].filter(Boolean).join(':'), KSM_PRELOAD_MODE: mode };
+  const env = { ...context.env, LD_PRELOAD: preloadFirst(library.path, context.env.LD_PRELOAD), KSM_PRELOAD_MODE: mode };
   const [file = '', ...args] = command;
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env, stdio: 'inherit' });
@@ -62,8 +69,9 @@ exits with its exit code. Exit 127: CMD not found; 126: not executable.
 ksmd must be running to merge anything (ksm enable).
 
 Options:
-  --mode MODE  auto (default: prctl where the kernel keeps it across exec, else the
-               library), prctl, madvise (the library marks memory), off
+  --mode MODE  auto (default: prctl where a probe child shows the kernel keeps it
+               across exec, else the library), prctl, madvise (the library marks
+               memory), off
   -h, --help   this text (options after \`--\` belong to CMD)
 
 Examples:

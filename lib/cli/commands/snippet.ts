@@ -15,7 +15,8 @@ characters) are refused.
 
 Formats:
   sysv         lines for an /etc/init.d script
-  systemd      a drop-in: MemoryKSM=yes on systemd 256+ with a 6.7+ kernel, else LD_PRELOAD
+  systemd      a drop-in: MemoryKSM=yes on systemd 256+ where a probe shows the kernel
+               keeps the flag across exec, else LD_PRELOAD
   openrc       lines for /etc/conf.d/SERVICE
   docker       Dockerfile ENV lines
   docker-run   docker run flags

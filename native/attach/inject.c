@@ -101,6 +101,20 @@ static long tracer_of(pid_t pid, pid_t tid) {
   return line ? strtol(line + 11, NULL, 10) : 0;
 }
 
+/* Whether the thread has exited or is exiting: the kernel refuses to seize it then. */
+static int thread_is_gone(pid_t pid, pid_t tid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/stat", pid, tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 1;
+  buf[n] = '\0';
+  const char *paren = strrchr(buf, ')');
+  return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
 /* What one waitpid() report means to the injector. */
 enum stop_kind {
   STOP_GONE,       /* exited or killed */
@@ -286,7 +300,7 @@ int inject_begin(struct inject_session *s, pid_t pid, pid_t tid, int64_t deadlin
     int error = errno;
     long tracer = tracer_of(pid, tid);
     if (error == EPERM && tracer > 0) return fail(err, "seize", EBUSY, "already traced by process %ld", tracer);
-    if (error == ESRCH) return fail(err, "seize", ESRCH, "no such process");
+    if (error == ESRCH || (error == EPERM && thread_is_gone(pid, tid))) return fail(err, "seize", ESRCH, "no such process, or it is exiting");
     return fail(err, "seize", error, "PTRACE_SEIZE refused");
   }
   s->seized = 1;

@@ -1,4 +1,5 @@
-// A fast 64-bit digest of one 4 KiB page, for counting identical pages.
+// A fast 64-bit digest of one page (of any size that is a multiple of 32 bytes: the
+// kernel's, 4 to 64 KiB), for counting identical pages.
 // Four independent lanes keep the multipliers busy in parallel; every round is a
 // bijection of the lane for a given input word, so two pages that differ in one
 // word always leave that lane in different states.
@@ -10,8 +11,6 @@
 #include <cstring>
 
 namespace page_digest {
-
-constexpr std::size_t kPageSize = 4096;
 
 struct Digest {
   uint64_t value;  // never 0: the census uses 0 for an empty slot
@@ -37,11 +36,11 @@ inline uint64_t Avalanche(uint64_t x) {
   return x;
 }
 
-inline Digest DigestPage(const unsigned char* page) {
+inline Digest DigestPage(const unsigned char* page, std::size_t page_size) {
   uint64_t lane0 = 0x13198a2e03707345ULL, lane1 = 0xa4093822299f31d1ULL;
   uint64_t lane2 = 0x082efa98ec4e6c89ULL, lane3 = 0x452821e638d01377ULL;
   uint64_t any_bits = 0;
-  for (std::size_t offset = 0; offset < kPageSize; offset += 32) {
+  for (std::size_t offset = 0; offset < page_size; offset += 32) {
     uint64_t w[4];
     std::memcpy(w, page + offset, sizeof w);  // no alignment assumption; compiles to plain loads
     any_bits |= w[0] | w[1] | w[2] | w[3];

@@ -220,7 +220,7 @@ class CensusWorker : public Napi::AsyncWorker {
     result.Set("processes", processes);
     result.Set("totals", totals);
     result.Set("seconds", seconds_);
-    result.Set("pageSize", static_cast<double>(page_digest::kPageSize));
+    result.Set("pageSize", static_cast<double>(page_reader::KernelPageSize()));
     deferred_.Resolve(result);
   }
 
@@ -242,7 +242,7 @@ class CensusWorker : public Napi::AsyncWorker {
 
 uint64_t PageAligned(const Napi::Value& value, bool round_up) {
   uint64_t address = static_cast<uint64_t>(value.As<Napi::Number>().DoubleValue());
-  constexpr uint64_t page = page_digest::kPageSize;
+  const uint64_t page = page_reader::KernelPageSize();
   return round_up ? (address + page - 1) / page * page : address / page * page;
 }
 

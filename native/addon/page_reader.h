@@ -13,12 +13,18 @@
 #include <string>
 #include <vector>
 
+#include "ksm_platform.h"
 #include "page_census.h"
 #include "page_digest.h"
 
 namespace page_reader {
 
-using page_digest::kPageSize;
+// The kernel's page size (4 KiB on x86_64; 4, 16 or 64 KiB on aarch64): pagemap has
+// one entry per page of it.
+inline std::size_t KernelPageSize() {
+  static const std::size_t page_size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return page_size;
+}
 
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
 constexpr uint64_t kPresent = 1ULL << 63;
@@ -29,7 +35,7 @@ constexpr uint64_t kKpfKsm = 1ULL << 21;  // /proc/kpageflags
 constexpr uint64_t kKpfZeroPage = 1ULL << 24;
 
 constexpr std::size_t kPagemapBatch = 8192;  // pages of address space per pagemap read
-constexpr std::size_t kReadRun = 256;        // most pages per /proc/PID/mem read (1 MiB)
+constexpr std::size_t kReadRun = 256;        // most pages per /proc/PID/mem read (1 MiB of 4 KiB pages)
 
 struct Range {
   uint64_t start;
@@ -99,13 +105,13 @@ inline ssize_t ReadFully(int fd, void* buffer, std::size_t size, uint64_t offset
 class PageReader {
  public:
   PageReader(int kpageflags, bool read_contents)
-      : kpageflags_(kpageflags), read_contents_(read_contents), buffer_(read_contents ? kReadRun * kPageSize : 0), entries_(kPagemapBatch) {}
+      : kpageflags_(kpageflags), read_contents_(read_contents), page_size_(KernelPageSize()), buffer_(read_contents ? kReadRun * page_size_ : 0), entries_(kPagemapBatch) {}
 
   // Reads the work item's slice of a process whose pagemap and mem are open.
   void Read(int pagemap, int mem, WorkItem* item) {
     for (uint64_t address = item->range.start; address < item->range.end;) {
-      std::size_t count = static_cast<std::size_t>(std::min<uint64_t>(kPagemapBatch, (item->range.end - address) / kPageSize));
-      ssize_t got = ReadFully(pagemap, entries_.data(), count * sizeof(uint64_t), (address / kPageSize) * sizeof(uint64_t));
+      std::size_t count = static_cast<std::size_t>(std::min<uint64_t>(kPagemapBatch, (item->range.end - address) / page_size_));
+      ssize_t got = ReadFully(pagemap, entries_.data(), count * sizeof(uint64_t), (address / page_size_) * sizeof(uint64_t));
       if (got < 0) {
         item->error = errno;
         return;
@@ -117,7 +123,7 @@ class PageReader {
       } else {
         RecordShared(count, item);
       }
-      address += count * kPageSize;
+      address += count * page_size_;
     }
   }
 
@@ -177,9 +183,9 @@ class PageReader {
 
   // Pages pending_[first .. first + length) are consecutive in memory.
   void ReadRun(int mem, uint64_t base, std::size_t first, std::size_t length, WorkItem* item) {
-    ssize_t got = ReadFully(mem, buffer_.data(), length * kPageSize, base + pending_[first] * kPageSize);
-    std::size_t read = got < 0 ? 0 : static_cast<std::size_t>(got) / kPageSize;
-    for (std::size_t i = 0; i < read; i++) Digest(buffer_.data() + i * kPageSize, pending_[first + i], item);
+    ssize_t got = ReadFully(mem, buffer_.data(), length * page_size_, base + pending_[first] * page_size_);
+    std::size_t read = got < 0 ? 0 : static_cast<std::size_t>(got) / page_size_;
+    for (std::size_t i = 0; i < read; i++) Digest(buffer_.data() + i * page_size_, pending_[first + i], item);
     if (read == length) return;
     if (length == 1) {
       item->unreadable_pages++;
@@ -190,7 +196,7 @@ class PageReader {
   }
 
   void Digest(const unsigned char* page, std::size_t index, WorkItem* item) {
-    page_digest::Digest digest = page_digest::DigestPage(page);
+    page_digest::Digest digest = page_digest::DigestPage(page, page_size_);
     uint8_t flags = digest.zero ? kZero : 0;
     uint64_t pfn = SharedPfn(entries_[index]);
     if (pfn != 0 && !Classify(pfn, digest.value, &flags)) return;
@@ -215,6 +221,7 @@ class PageReader {
 
   int kpageflags_;
   bool read_contents_;
+  std::size_t page_size_;
   std::vector<unsigned char> buffer_;
   std::vector<uint64_t> entries_;
   std::vector<std::size_t> pending_;  // indexes into entries_ of the pages to read

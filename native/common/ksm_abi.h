@@ -2,6 +2,8 @@
 #ifndef KSM_ABI_H
 #define KSM_ABI_H
 
+#include "ksm_platform.h"
+
 #ifndef MADV_MERGEABLE
 #define MADV_MERGEABLE 12
 #endif

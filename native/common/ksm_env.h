@@ -22,7 +22,8 @@ enum ksm_mode { KSM_MODE_AUTO, KSM_MODE_PRCTL, KSM_MODE_MADVISE, KSM_MODE_OFF };
 
 static const char *const ksm_mode_names[] = {"auto", "prctl", "madvise", "off"};
 
-/* Default smallest mapping worth marking: one page, i.e. every mapping. */
+/* Default smallest mapping worth marking: no more than one page (4, 16 or 64 KiB),
+ * i.e. every mapping. */
 #define KSM_DEFAULT_MIN_BYTES 4096u
 /* Larger values are surely typos (1 TiB). */
 #define KSM_MAX_MIN_BYTES ((uint64_t)1 << 40)

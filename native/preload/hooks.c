@@ -7,10 +7,14 @@
 #define _GNU_SOURCE
 /* Builds that set _FILE_OFFSET_BITS=64 (node-gyp) would turn our mmap into a second mmap64. */
 #undef _FILE_OFFSET_BITS
+/* First: on a target it does not support, this stops the build before anything else. */
+#include "ksm_platform.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,7 +26,6 @@
 #define KSM_EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MIN_ALIGNMENT 16
-#define PAGE_BYTES 4096
 /* glibc's and musl's default mmap threshold: allocations this large may have a
  * mapping of their own, so each is checked; smaller ones are sampled. */
 #define OWN_MAPPING_BYTES (128 * 1024)
@@ -125,7 +128,8 @@ static void *memalign_hooked(size_t alignment, size_t size) {
 }
 
 static void *valloc_hooked(size_t size) {
-  ENSURE_REAL(allocator.valloc, ksm_bootstrap_alloc(size, PAGE_BYTES));
+  /* The kernel's page size from the auxiliary vector: no call that could allocate. */
+  ENSURE_REAL(allocator.valloc, ksm_bootstrap_alloc(size, getauxval(AT_PAGESZ)));
   return noted(ksm_real.allocator.valloc(size), size);
 }
 

@@ -10,9 +10,9 @@ import { packageRoot } from '../core/addon.js';
 import { systemKsmStats } from '../kernel/system-stats.js';
 import { checkCString, checkInteger, checkOptions, describe } from '../core/validate.js';
 import { autotuneLogPath, readAutotuneDecisions } from './autotune-log.js';
+import { FairShareCache } from './fair-share-cache.js';
 import { createExporterMetrics, type MetricNames } from './metrics.js';
-import { takeSnapshot, type FleetSnapshot, type SnapshotSources } from './snapshot.js';
-import { defaultSources } from './sources.js';
+import { takeSnapshot, type FleetSnapshot } from './snapshot.js';
 
 /** Options of startExporter(); every one has a default. */
 export interface ExporterOptions {
@@ -26,17 +26,17 @@ export interface ExporterOptions {
   top?: number;
   /** Seconds between the samples of saved memory kept for the dashboard's chart; default 5. */
   sampleSeconds?: number;
+  /** Seconds between fair-share computations (they walk page tables); default 30. */
+  fairShareSeconds?: number;
   /** The file `ksm autotune` logs its decisions to; default KSM_AUTOTUNE_LOG or /run/ksm-preload/autotune.jsonl. */
   autotuneLog?: string;
-  /** Where fair-share savings and container names come from; replaced in tests. */
-  sources?: SnapshotSources;
 }
 
 export const DEFAULT_EXPORTER_PORT = 9964;
 
 function checkExporterOptions(options: ExporterOptions | undefined): Required<ExporterOptions> {
   const operation = 'startExporter';
-  checkOptions(operation, options, ['host', 'port', 'names', 'top', 'sampleSeconds', 'autotuneLog', 'sources']);
+  checkOptions(operation, options, ['host', 'port', 'names', 'top', 'sampleSeconds', 'fairShareSeconds', 'autotuneLog']);
   const names = options?.names ?? 'node';
   if (names !== 'node' && names !== 'ksm') throw new TypeError(`${operation}: options.names must be 'node' or 'ksm' (got ${describe(names)})`);
   return {
@@ -45,8 +45,8 @@ function checkExporterOptions(options: ExporterOptions | undefined): Required<Ex
     names,
     top: checkInteger(operation, 'options.top', options?.top ?? 20, 0, 100_000),
     sampleSeconds: checkInteger(operation, 'options.sampleSeconds', options?.sampleSeconds ?? 5, 1, 3600),
+    fairShareSeconds: checkInteger(operation, 'options.fairShareSeconds', options?.fairShareSeconds ?? 30, 1, 86_400),
     autotuneLog: checkCString(operation, 'options.autotuneLog', options?.autotuneLog ?? autotuneLogPath()),
-    sources: options?.sources ?? defaultSources,
   };
 }
 
@@ -91,8 +91,11 @@ function staticFiles(): Map<string, { file: string; type: string }> {
  */
 export async function startExporter(exporterOptions?: ExporterOptions): Promise<RunningExporter> {
   const options = checkExporterOptions(exporterOptions);
+  const fairShare = new FairShareCache();
+  fairShare.refresh();
+  const fairShareTimer = setInterval(() => fairShare.refresh(), options.fairShareSeconds * 1000);
   let current: FleetSnapshot | undefined;
-  const snapshot = (): FleetSnapshot => (current = takeSnapshot(options.sources));
+  const snapshot = (): FleetSnapshot => (current = takeSnapshot(fairShare));
   const registry = createExporterMetrics({ names: options.names, top: options.top, current: () => current ?? snapshot() });
   const files = staticFiles();
 
@@ -134,7 +137,10 @@ export async function startExporter(exporterOptions?: ExporterOptions): Promise<
       send(response, 500, 'text/plain', `${error instanceof Error ? error.message : String(error)}\n`);
     });
   });
-  server.on('close', () => clearInterval(sampler));
+  server.on('close', () => {
+    clearInterval(sampler);
+    clearInterval(fairShareTimer);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

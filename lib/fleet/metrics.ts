@@ -127,6 +127,24 @@ export function createExporterMetrics(options: ExporterMetricsOptions): Registry
     registers,
     collect() { this.set(Number(options.current().fairShare.available)); },
   });
+  new Gauge({
+    name: 'ksm_fair_share_age_seconds',
+    help: 'Age of the fair-share figures: they are computed in the background, not per scrape.',
+    registers,
+    collect() {
+      const status = options.current().fairShare;
+      this.set(status.available ? status.ageSeconds : Number.NaN);
+    },
+  });
+  new Gauge({
+    name: 'ksm_fair_share_duration_seconds',
+    help: "Time the last fair-share computation took (a walk of the merging processes' page tables).",
+    registers,
+    collect() {
+      const status = options.current().fairShare;
+      this.set(status.available ? status.durationSeconds : Number.NaN);
+    },
+  });
 
   const processGauge = (name: string, help: string, value: (entry: ProcessEntry) => number | undefined): void => {
     new Gauge({

@@ -1,18 +1,11 @@
 // One reading of everything the exporter and the dashboard show, taken once per
 // scrape or page refresh: ksmd's counters and CPU time, and KSM per process and cgroup.
-import { basename } from 'node:path';
-import type { CgroupIdentity } from '../process/cgroups.js';
-import type { FairShare } from '../process/fair-share.js';
+import { identifyCgroup, type CgroupIdentity } from '../process/cgroups.js';
 import { systemKsmStats, type SystemKsmStats } from '../kernel/system-stats.js';
-import { processKsmStats } from '../process/process-stats.js';
-import { ksmProcesses, type OptInMethod, type ProcessKsmRow } from '../process/top.js';
+import type { OptInMethod } from '../process/top.js';
+import type { FairShareCache } from './fair-share-cache.js';
 import { ksmdCpuSeconds } from './ksmd-cpu.js';
-
-/** Where the per-process figures come from beyond /proc; replaced in tests. */
-export interface SnapshotSources {
-  fairShareSaved(pids: number[]): FairShare;
-  identifyCgroup(path: string): CgroupIdentity;
-}
+import { scanKsmProcesses, type ScannedProcess } from './process-scan.js';
 
 /** One process that merges or opted in. */
 export interface ProcessEntry {
@@ -21,7 +14,7 @@ export interface ProcessEntry {
   command: string;
   cgroup: CgroupIdentity;
   mergingBytes: number;
-  /** undefined where the kernel does not say (before 6.4), or before the fair-share API answers. */
+  /** undefined where the kernel does not say (before 6.4). */
   profitBytes: number | undefined;
   zeroPageBytes: number | undefined;
   rmapItems: number | undefined;
@@ -53,25 +46,25 @@ export interface FleetSnapshot {
   /** Processes looked at, and those whose KSM files this user may not read. */
   scanned: number;
   unreadable: number;
-  fairShare: { available: true; totalSavedBytes: number } | { available: false; reason: string };
+  /** Fair-share savings are computed in the background: their total, age and cost. */
+  fairShare: ReturnType<FairShareCache['status']>;
   /** Seconds spent reading it. */
   durationSeconds: number;
 }
 
 /** Reads the whole state. Processes that exit meanwhile are left out. */
-export function takeSnapshot(sources: SnapshotSources): FleetSnapshot {
+export function takeSnapshot(fairShare: FairShareCache): FleetSnapshot {
   const start = process.hrtime.bigint();
   const system = systemKsmStats();
   const cpu = ksmdCpuSeconds();
-  const list = ksmProcesses();
+  const list = scanKsmProcesses();
   const identities = new Map<string, CgroupIdentity>();
   const identify = (path: string): CgroupIdentity => {
     let identity = identities.get(path);
-    if (!identity) identities.set(path, (identity = sources.identifyCgroup(path)));
+    if (!identity) identities.set(path, (identity = identifyCgroup(path)));
     return identity;
   };
-  const fairShare = sources.fairShareSaved(list.processes.map((row) => row.pid));
-  const processes = list.processes.map((row) => processEntry(row, identify(row.cgroup), fairShare));
+  const processes = list.processes.map((entry) => processEntry(entry, identify(entry.cgroup), fairShare.savedBytes(entry)));
   const durationSeconds = Number(process.hrtime.bigint() - start) / 1e9;
   return {
     time: Date.now(),
@@ -80,38 +73,15 @@ export function takeSnapshot(sources: SnapshotSources): FleetSnapshot {
     processes,
     cgroups: sumByCgroup(processes),
     scanned: list.scanned,
-    unreadable: list.unreadable.count,
-    fairShare: fairShare.available ? { available: true, totalSavedBytes: fairShare.totalSavedBytes } : { available: false, reason: fairShare.reason },
+    unreadable: list.unreadable,
+    fairShare: fairShare.status(),
     durationSeconds,
   };
 }
 
-function processEntry(row: ProcessKsmRow, cgroup: CgroupIdentity, fairShare: FairShare): ProcessEntry {
-  // ksmProcesses() keeps what `ksm top` shows; the exporter adds ksm_stat's other counts.
-  let rmapItems: number | undefined;
-  let zeroPageBytes: number | undefined;
-  try {
-    const stats = processKsmStats(row.pid, { coverage: false });
-    if (stats.supported) ({ rmapItems, zeroBytes: zeroPageBytes } = stats);
-  } catch {
-    // Exited since the listing: its last figures stand.
-  }
-  return {
-    pid: row.pid,
-    command: programName(row.command),
-    cgroup,
-    mergingBytes: row.mergingBytes,
-    profitBytes: row.profitBytes,
-    zeroPageBytes,
-    rmapItems,
-    fairShareSavedBytes: fairShare.available ? (fairShare.savedBytes.get(row.pid) ?? 0) : undefined,
-    methods: row.methods,
-  };
-}
-
-function programName(command: string): string {
-  if (command.startsWith('[')) return command.slice(1, -1);
-  return basename(command.split(' ')[0] ?? command).slice(0, 64);
+function processEntry(scanned: ScannedProcess, cgroup: CgroupIdentity, fairShareSavedBytes: number | undefined): ProcessEntry {
+  const { zeroPages: _, cgroup: __, ...figures } = scanned;
+  return { ...figures, cgroup, fairShareSavedBytes };
 }
 
 function addOptional(sum: number | undefined, value: number | undefined): number | undefined {

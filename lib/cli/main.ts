@@ -1,5 +1,6 @@
 import type { CliContext, Command } from './command.js';
 import { analyzeCommand } from './commands/analyze.js';
+import { autotuneCommand } from './commands/autotune.js';
 import { demoCommand } from './commands/demo.js';
 import { disableCommand, enableCommand } from './commands/enable.js';
 import { doctorCommand } from './commands/doctor.js';
@@ -28,6 +29,7 @@ export const commands: readonly Command[] = [
   analyzeCommand,
   demoCommand,
   exporterCommand,
+  autotuneCommand,
 ];
 
 function overview(): string {

@@ -1,0 +1,300 @@
+// Autotune against the other ways of pacing ksmd, on one workload whose identical
+// processes arrive over time: 8 demo workers (32 MiB of seeded data each, opted in
+// with prctl through ksm-exec), a new one every 30 s. Each variant runs for 10
+// minutes from nothing merged:
+//   - kernel defaults: run=1, pages_to_scan=100, sleep_millisecs=20;
+//   - ksmtuned: its published loop, reimplemented here from its documented defaults
+//     (every 60 s: boost pages_to_scan by 300 while free memory is below the
+//     threshold, else decay by 50, within 64..1250; sleep = 10 ms × 16 GiB ÷ MemTotal);
+//   - the kernel's advisor: advisor_mode=scan-time with its defaults (200 s per scan,
+//     at most 70 % CPU);
+//   - autotune: `ksm autotune` with its defaults.
+// Memory is plentiful on the bench machine, which would keep ksmtuned and autotune
+// from running ksmd at all; both get their threshold at 100 % of MemTotal
+// (ksmtuned's KSM_THRES_COEF=100, autotune's --threshold-percent 100), so memory
+// counts as short for everybody and the comparison is about pacing.
+//
+// Measured per variant: seconds until the workers' merged bytes (pagemap PFNs,
+// exact, the workers only) reach 90 % of the ideal (page hashing over the final
+// 8 workers, analyzeMemory's ideal among advised pages), and ksmd's CPU-seconds
+// over the run (utime + stime of the ksmd thread). The machine-wide KSM lock of
+// the tests is taken per variant and released between them, so tests can run in
+// the gaps.
+//
+//   node bench/suites/60-autotune.mjs [--minutes N] [--only NAME,...]
+//   (needs root, KSM and `npm run build`; --minutes shortens every time scale alike)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, cpus, release, totalmem } from 'node:os';
+
+const require = createRequire(import.meta.url);
+const root = new URL('../../', import.meta.url).pathname;
+const ksm = require(`${root}dist/cjs/index.js`);
+const { measureMergedBytes } = require(`${root}dist/cjs/analysis/analyze.js`);
+const { ksmdCpuSeconds } = require(`${root}dist/cjs/fleet/ksmd-cpu.js`);
+
+const argValue = (flag) => {
+  const index = process.argv.indexOf(flag);
+  return index < 0 ? undefined : process.argv[index + 1];
+};
+const MINUTES = Number(argValue('--minutes') ?? 10);
+const ONLY = argValue('--only')?.split(',');
+/** Every time scale of the workload and of ksmtuned shrinks with --minutes alike. */
+const SCALE = MINUTES / 10;
+const WORKERS = 8;
+const WORKER_MIB = 32;
+const ARRIVAL_SECONDS = 30 * SCALE;
+const SAMPLE_MS = 2000;
+const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
+const MiB = 2 ** 20;
+
+/** The knobs as a freshly booted 6.x kernel has them. */
+const KERNEL_DEFAULTS = { run: 0, pages_to_scan: 100, sleep_millisecs: 20, use_zero_pages: 0, smart_scan: 1, advisor_mode: 'none', advisor_max_cpu: 70, advisor_target_scan_time: 200, advisor_min_pages_to_scan: 500, advisor_max_pages_to_scan: 30000 };
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// --- the lock of test/helpers/ksmd.ts, so tests and this suite never share ksmd ---
+async function acquireLock() {
+  const deadline = Date.now() + 10 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
+      return;
+    } catch {
+      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 10 minutes`);
+      await sleep(200);
+    }
+  }
+}
+
+function lockHolderIsGone() {
+  try {
+    process.kill(Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')), 0);
+    return false;
+  } catch (error) {
+    if (error.code === 'ESRCH') return true;
+    try {
+      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
+    } catch {
+      return false;
+    }
+  }
+}
+
+// --- the baselines that pace ksmd from here ---
+function meminfoKb() {
+  const text = readFileSync('/proc/meminfo', 'utf8');
+  return (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+}
+
+/** Resident kB of the processes ksmtuned would count as committed (it counts its VMs; here, the workers). */
+function committedKb(pids) {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone
+    }
+  }
+  return sum;
+}
+
+/** ksmtuned's adjust(): decides from free memory against the threshold, every KSM_MONITOR_INTERVAL. */
+function ksmtuned(workerPids) {
+  const config = { monitorSeconds: 60 * SCALE, thresCoef: 100, thresConstMiB: 2048, boost: 300, decay: -50, min: 64, max: 1250, sleepMsec: 10 };
+  let npages = Number(ksm.saveKnobs().pages_to_scan ?? 100);
+  let timer;
+  const adjust = () => {
+    const kb = meminfoKb();
+    const total = kb('MemTotal');
+    const free = kb('MemFree') + kb('Buffers') + kb('Cached');
+    const thres = Math.max((total * config.thresCoef) / 100, config.thresConstMiB * 1024);
+    const committed = committedKb(workerPids());
+    if (committed + thres < total && free > thres) {
+      ksm.applyKnobs({ run: 0 });
+      return;
+    }
+    npages = Math.min(config.max, Math.max(config.min, npages + (free < thres ? config.boost : config.decay)));
+    const sleepMs = Math.max(10, Math.round((config.sleepMsec * 16 * 1024 * 1024) / total));
+    ksm.applyKnobs({ pages_to_scan: npages, sleep_millisecs: sleepMs, run: 1 });
+  };
+  adjust();
+  timer = setInterval(adjust, config.monitorSeconds * 1000);
+  return { stop: async () => clearInterval(timer), cpuSeconds: () => 0 };
+}
+
+function fixedKnobs(knobs) {
+  return () => {
+    ksm.applyKnobs(knobs);
+    return { stop: async () => {}, cpuSeconds: () => 0 };
+  };
+}
+
+/** CPU-seconds of a process of ours, from its /proc stat. */
+function processCpuSeconds(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+function autotune() {
+  const state = `/tmp/ksm-bench-autotune-${process.pid}.jsonl`;
+  const child = spawn(process.execPath, [`${root}bin/ksm.js`, 'autotune', '--threshold-percent', '100', '--state', state], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = [];
+  child.stdout.on('data', (chunk) => lines.push(...String(chunk).split('\n').filter(Boolean)));
+  let lastCpu = 0;
+  const cpuTimer = setInterval(() => (lastCpu = processCpuSeconds(child.pid) ?? lastCpu), 1000);
+  return {
+    stop: async () => {
+      lastCpu = processCpuSeconds(child.pid) ?? lastCpu;
+      clearInterval(cpuTimer);
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(state, { force: true });
+      console.error(`  autotune logged ${lines.length} decisions; last: ${lines.at(-2) ?? ''}`);
+      if (process.env.KSM_BENCH_VERBOSE) console.error(lines.join('\n'));
+    },
+    cpuSeconds: () => lastCpu,
+  };
+}
+
+const VARIANTS = [
+  { name: 'kernel defaults', start: fixedKnobs({ run: 1 }) },
+  { name: 'ksmtuned', start: ksmtuned },
+  { name: 'kernel advisor', start: fixedKnobs({ advisor_mode: 'scan-time', run: 1 }) },
+  { name: 'autotune', start: autotune },
+];
+
+// --- the workload ---
+function startWorker() {
+  const exec = ksm.launcher().path;
+  const child = spawn(exec, ['--mode', 'prctl', '--', process.execPath, `${root}dist/cjs/analysis/demo-worker.js`, String(WORKER_MIB), '42'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return child;
+}
+
+async function stopAll(children) {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', resolve);
+          child.kill('SIGKILL');
+        }),
+    ),
+  );
+}
+
+async function runVariant(variant) {
+  await acquireLock();
+  const snapshot = ksm.saveKnobs();
+  const workers = [];
+  let controller;
+  try {
+    // Nothing merged and the kernel's defaults, whatever the last user left.
+    ksm.applyKnobs({ run: 2 });
+    ksm.applyKnobs(KERNEL_DEFAULTS);
+    const started = Date.now();
+    const cpuAtStart = ksmdCpuSeconds();
+    const pids = () => workers.map((child) => child.pid);
+    workers.push(startWorker());
+    controller = variant.start(pids);
+    const samples = [];
+    const end = started + MINUTES * 60_000;
+    while (Date.now() < end) {
+      const elapsed = (Date.now() - started) / 1000;
+      while (workers.length < WORKERS && elapsed >= workers.length * ARRIVAL_SECONDS) workers.push(startWorker());
+      samples.push({ seconds: elapsed, mergedBytes: (await measureMergedBytes(pids())) ?? 0, ksmdCpuSeconds: ksmdCpuSeconds() - cpuAtStart });
+      await sleep(Math.max(0, SAMPLE_MS - ((Date.now() - started) % SAMPLE_MS)));
+    }
+    const ksmdCpu = ksmdCpuSeconds() - cpuAtStart;
+    const controllerCpu = controller.cpuSeconds();
+    await controller.stop();
+    controller = undefined;
+    const analysis = await ksm.analyzeMemory(pids());
+    const ideal = analysis.idealAdvisedBytes;
+    const reached = samples.find((sample) => sample.mergedBytes >= 0.9 * ideal);
+    const last = samples.at(-1);
+    return {
+      variant: variant.name,
+      idealBytes: ideal,
+      finalMergedBytes: last?.mergedBytes ?? 0,
+      secondsTo90: reached?.seconds,
+      ksmdCpuSeconds: ksmdCpu,
+      ksmdCpuAt90: reached?.ksmdCpuSeconds,
+      controllerCpuSeconds: controllerCpu,
+      samples,
+    };
+  } finally {
+    await controller?.stop();
+    await stopAll(workers);
+    ksm.applyKnobs({ run: 2 });
+    ksm.restoreKnobs(snapshot);
+    rmSync(LOCK_DIR, { recursive: true, force: true });
+  }
+}
+
+const fmt = (x, digits = 1) => (x === undefined ? 'never' : x.toFixed(digits));
+
+function verdicts(results) {
+  const tuned = results.find((r) => r.variant === 'autotune');
+  const others = results.filter((r) => r !== tuned);
+  if (!tuned || others.length === 0) return [];
+  const reachedOthers = others.filter((r) => r.secondsTo90 !== undefined);
+  const fastest = reachedOthers.length ? Math.min(...reachedOthers.map((r) => r.secondsTo90)) : undefined;
+  const cheapest = reachedOthers.length ? Math.min(...reachedOthers.map((r) => r.ksmdCpuSeconds)) : undefined;
+  return [
+    {
+      goal: 'autotune reaches 90 % of the ideal no later than the fastest other',
+      measured: `autotune ${fmt(tuned.secondsTo90)} s, fastest other ${fmt(fastest)} s`,
+      pass: tuned.secondsTo90 !== undefined && (fastest === undefined || tuned.secondsTo90 <= fastest),
+    },
+    {
+      goal: 'autotune spends no more ksmd CPU than the cheapest other that reaches 90 %',
+      measured: `autotune ${fmt(tuned.ksmdCpuSeconds, 2)} CPU-s, cheapest other ${fmt(cheapest, 2)} CPU-s`,
+      pass: cheapest === undefined || tuned.ksmdCpuSeconds <= cheapest,
+    },
+  ];
+}
+
+async function main() {
+  if (process.getuid?.() !== 0 || !existsSync('/sys/kernel/mm/ksm/run')) {
+    console.log('skipped: the autotune benchmark needs root and a kernel with KSM');
+    return;
+  }
+  if (!ksm.launcher().path) throw new Error(ksm.launcher().reason);
+  if (!Number.isFinite(MINUTES) || MINUTES <= 0) throw new Error(`--minutes needs a positive number, got ${argValue('--minutes')}`);
+  const variants = VARIANTS.filter((variant) => !ONLY || ONLY.some((name) => variant.name.includes(name)));
+  console.log(`${WORKERS} demo workers of ${WORKER_MIB} MiB (prctl), one every ${ARRIVAL_SECONDS} s; ${MINUTES} min per variant\n`);
+  const results = [];
+  for (const variant of variants) {
+    const result = await runVariant(variant);
+    results.push(result);
+    console.error(`${variant.name}: 90 % after ${fmt(result.secondsTo90)} s, ksmd ${fmt(result.ksmdCpuSeconds, 2)} CPU-s`);
+  }
+  const header = ['variant', 'ideal MiB', 'merged MiB at end', 'time to 90 % (s)', `ksmd CPU-s over ${MINUTES} min`, 'ksmd CPU-s until 90 %', 'controller CPU-s'];
+  console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
+  for (const r of results) {
+    console.log(`| ${[r.variant, fmt(r.idealBytes / MiB), fmt(r.finalMergedBytes / MiB), fmt(r.secondsTo90), fmt(r.ksmdCpuSeconds, 2), fmt(r.ksmdCpuAt90, 2), fmt(r.controllerCpuSeconds, 2)].join(' | ')} |`);
+  }
+  const goals = verdicts(results);
+  if (goals.length) {
+    console.log('\n| goal | measured | result |\n|---|---|---|');
+    for (const g of goals) console.log(`| ${g.goal} | ${g.measured} | ${g.pass ? 'pass' : 'FAIL'} |`);
+  }
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()} ${arch()}, Node ${process.version}`;
+  mkdirSync(new URL('../out/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('../out/autotune.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), machine, minutes: MINUTES, workers: WORKERS, results, goals }, null, 2)}\n`);
+  if (!goals.every((g) => g.pass)) process.exitCode = 1;
+}
+
+await main();

@@ -26,6 +26,9 @@ export {
 } from './marking/process-merging.js';
 export { execInPlace } from './marking/exec.js';
 
+// Merging in a process that is already running (ptrace).
+export { attachProcess, detachProcess, SAME_DOMAIN_WARNING, type AttachMode, type AttachOptions, type AttachResult } from './attach/attach.js';
+
 // Reading what KSM does.
 export { systemKsmStats, KSM_COUNTERS, type KsmCounter, type SystemKsmStats } from './kernel/system-stats.js';
 export { processKsmStats, type ProcessKsmStats, type ProcessKsmStatsOptions } from './process/process-stats.js';

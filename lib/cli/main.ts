@@ -1,5 +1,6 @@
 import type { CliContext, Command } from './command.js';
 import { analyzeCommand } from './commands/analyze.js';
+import { attachCommand, detachCommand } from './commands/attach.js';
 import { autotuneCommand } from './commands/autotune.js';
 import { demoCommand } from './commands/demo.js';
 import { disableCommand, enableCommand } from './commands/enable.js';
@@ -23,6 +24,8 @@ export const commands: readonly Command[] = [
   tuneCommand,
   doctorCommand,
   runCommand,
+  attachCommand,
+  detachCommand,
   whereCommand,
   installLibCommand,
   snippetCommand,

@@ -24,3 +24,8 @@ export function preloadLibrary(): BuiltFile {
 export function launcher(): BuiltFile {
   return findBuilt('ksm-exec');
 }
+
+/** The absolute path of the ksm-attach helper, which `ksm attach` runs. */
+export function attachHelper(): BuiltFile {
+  return findBuilt('ksm-attach');
+}

@@ -368,6 +368,8 @@ int inject_end(struct inject_session *s, struct inject_error *err) {
   disarm_deadline();
   abort_signal = 0;
   if (!s->seized || s->exited) return 0;
+  /* A thread that never stopped holds its own registers: this program's exit detaches it. */
+  if (s->running && !s->borrowed) return 0;
   if (s->running) {
     /* Past the deadline with the thread running: it may hold borrowed registers, so
      * stop it again however long that takes, and put them back. */

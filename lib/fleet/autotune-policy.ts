@@ -113,8 +113,11 @@ export interface AutotuneDecision {
   ksmdCpuPercent: number | undefined;
 }
 
-/** A first guess of ksmd's cost until it is measured: about 1 µs per page on current x86. */
-const PRIOR_SECONDS_PER_PAGE = 1e-6;
+/**
+ * ksmd's cost per page until it is measured: 1-4 µs on current x86, the high end
+ * while it merges; guessing high keeps the first interval within the budget.
+ */
+const PRIOR_SECONDS_PER_PAGE = 3e-6;
 /** Below this share of its budget the next interval is not worth scanning: pause instead. */
 const THROTTLE_SHARE = 0.1;
 /** ksmd sleeps at least this long between batches (the kernel default is 20). */

@@ -17,6 +17,8 @@ const NO_ADVISOR: KernelOffer = { advisor: false };
 const ADVISOR: KernelOffer = { advisor: true };
 /** Memory counts as short whatever MemAvailable says, so the rules after the gate can be seen. */
 const SHORT: AutotuneSettings = { ...DEFAULT_AUTOTUNE_SETTINGS, thresholdPercent: 100 };
+/** ksmd's cost per page before autotune has measured it. */
+const PRIOR = initialAutotuneState().secondsPerPage;
 
 /** A 16 GiB machine with 1 GiB mergeable, all of it scanned, nothing merged, ksmd idle; each full scan looks at every page. */
 function sample(overrides: Partial<AutotuneSample> = {}): AutotuneSample {
@@ -94,8 +96,8 @@ describe('boost, relax, stop', () => {
     expect(first?.decision.action).toBe('boost');
     expect(first?.decision.reason).toMatch(/391 MiB of 1024 MiB mergeable not scanned yet/);
     const { pages_to_scan: pages, sleep_millisecs: sleepMs } = first?.decision.knobs ?? {};
-    // Pages per second, as the kernel paces them: one batch per sleep plus the batch's own CPU time at the prior 1 µs/page.
-    const rate = Number(pages) / (Number(sleepMs) / 1000 + Number(pages) * 1e-6);
+    // Pages per second, as the kernel paces them: one batch per sleep plus the batch's own CPU time at the prior cost.
+    const rate = Number(pages) / (Number(sleepMs) / 1000 + Number(pages) * PRIOR);
     expect(rate).toBeGreaterThan((262_144 / DEFAULT_AUTOTUNE_SETTINGS.boostScanSeconds) * 0.9);
     expect(rate).toBeLessThan((262_144 / DEFAULT_AUTOTUNE_SETTINGS.boostScanSeconds) * 1.1);
   });
@@ -158,13 +160,13 @@ describe('boost, relax, stop', () => {
 describe('the CPU budget', () => {
   const FIVE_SECONDS = { ...SHORT, intervalSeconds: 5 };
   it('caps the pace at what the budget buys at the measured cost per page', () => {
-    // 4 GiB mergeable, all unscanned: 5 s per scan would need ~21 % CPU at 1 µs/page.
+    // 4 GiB mergeable, all unscanned: 5 s per scan would need over 60 % CPU at the prior cost.
     const big = { mergeablePages: 1_048_576, rmapItems: 0, unscannedPages: 1_048_576 };
     const settings = { ...FIVE_SECONDS, maxCpuPercent: 5 };
     const [first] = run([big], settings);
     expect(first?.decision.reason).toMatch(/held to the 5 % CPU budget/);
     const { pages_to_scan: pages, sleep_millisecs: sleepMs } = first?.decision.knobs ?? {};
-    const busy = (Number(pages) * 1e-6) / (Number(sleepMs) / 1000 + Number(pages) * 1e-6);
+    const busy = (Number(pages) * PRIOR) / (Number(sleepMs) / 1000 + Number(pages) * PRIOR);
     expect(busy).toBeLessThanOrEqual(0.05 * 1.01);
     expect(busy).toBeGreaterThan(0.05 * 0.7);
   });

@@ -55,6 +55,11 @@ export { persistKnobs, type PersistMechanism, type PersistResult } from './kerne
 export { startExporter, DEFAULT_EXPORTER_PORT, type ExporterOptions, type RunningExporter } from './fleet/exporter.js';
 export type { MetricNames } from './fleet/metrics.js';
 
+// Pacing ksmd without anyone watching: autotune and its systemd unit.
+export { runAutotune, autotuneSettings, type AutotuneOptions, type AutotuneSummary, type AutotuneLogEntry } from './fleet/autotune.js';
+export { DEFAULT_AUTOTUNE_SETTINGS, type AutotuneSettings } from './fleet/autotune-policy.js';
+export { installAutotuneUnit, autotuneUnitText } from './fleet/autotune-unit.js';
+
 // Deploying the preload library.
 export { preloadLibrary, launcher, type BuiltFile } from './core/paths.js';
 export { installPreloadLibrary } from './deploy/install-lib.js';

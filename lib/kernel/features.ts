@@ -1,5 +1,5 @@
 // What the running kernel offers for KSM, found by probing files and calls, never by
-// version number: distributions backport (RHEL's 5.14 has what mainline got in 6.x).
+// version number: distributions backport features into kernels with older numbers.
 // The calls are made by `ksm-exec --probe-kernel` in a process of its own, once per
 // process of ours; the files are looked at on every call (KSM_SYSFS_ROOT may change).
 import { spawnSync } from 'node:child_process';
@@ -106,7 +106,7 @@ function cachedProbe(): Probe {
 }
 
 function runProbe(file: string): Probe {
-  // A library preloaded into this process would set the flag in the probe by itself.
+  // The probe starts clean: a library preloaded here would load into it and act on its own.
   const env = { ...process.env };
   delete env.LD_PRELOAD;
   const result = spawnSync(file, ['--probe-kernel'], { env, encoding: 'utf8', timeout: 10_000 });

@@ -20,8 +20,13 @@
  * walking never takes more than about 2 % of the time. */
 #define WALK_MIN_GAP (2 * MS)
 #define WALK_COST_FACTOR 50
-/* Re-marks everything, for memory that reappeared at an address known from before. */
+/* Looks again at mappings marked before, for memory that reappeared at an address known
+ * from before: nothing in /proc/self/maps tells such a mapping from the marked one it
+ * replaced. Rate-limited like every walk, and each re-advises at most REVISIT_MAX marked
+ * mappings, taking up where the last one stopped: each madvise takes the mmap lock for
+ * writing, and a process may have 65530 mappings. New mappings are always advised. */
 #define FULL_WALK_GAP (1000 * MS)
+#define REVISIT_MAX 128
 /* Noted calls per thread between looks at the clock. */
 #define CLOCK_COUNTDOWN 64
 
@@ -37,6 +42,8 @@ static int query_supported = 1;
 static uint64_t last_walk;
 static uint64_t last_full_walk;
 static uint64_t walk_gap = WALK_MIN_GAP;
+/* Where the next full walk's revisits begin. */
+static uintptr_t revisit_from;
 static struct ksm_marker_stats stats;
 static char maps_buffer[32 * 1024];
 /* Mappings waiting to be marked (see remember_pending). */
@@ -106,16 +113,26 @@ static uintptr_t marking_end(const struct ksm_vma *vma, uintptr_t brk) {
 struct walk {
   int full;
   uintptr_t brk;
+  unsigned revisits_left;
+  uintptr_t revisited_up_to;
 };
 
+/* Whether a full walk re-advises this mapping, marked before, and counts it. */
+static int revisit(struct walk *walk, uintptr_t start, uintptr_t end) {
+  if (!walk->full || walk->revisits_left == 0 || start < revisit_from) return 0;
+  walk->revisits_left--;
+  walk->revisited_up_to = end;
+  return 1;
+}
+
 static int visit(const struct ksm_vma *vma, void *arg) {
-  const struct walk *walk = arg;
+  struct walk *walk = arg;
   int markable = eligible(vma);
   uintptr_t end = markable ? marking_end(vma, walk->brk) : vma->end;
   int marked = 0;
   if (markable && end > vma->start) {
     int was_marked = ksm_ranges_was_marked(vma->start, end);
-    marked = (was_marked && !walk->full) || advise(vma->start, end, !was_marked);
+    marked = (was_marked && !revisit(walk, vma->start, end)) || advise(vma->start, end, !was_marked);
   }
   if (end > vma->start) ksm_ranges_append(vma->start, end, marked);
   if (end < vma->end) {
@@ -127,7 +144,7 @@ static int visit(const struct ksm_vma *vma, void *arg) {
 }
 
 static void walk_now(int full, uint64_t now) {
-  struct walk walk = {full, current_break()};
+  struct walk walk = {full, current_break(), REVISIT_MAX, 0};
   uint64_t started = now_ns(CLOCK_MONOTONIC);
   ksm_ranges_begin_rebuild();
   if (ksm_maps_walk("/proc/self/maps", maps_buffer, sizeof maps_buffer, visit, &walk) != 0) {
@@ -138,7 +155,11 @@ static void walk_now(int full, uint64_t now) {
   uint64_t cost = now_ns(CLOCK_MONOTONIC) - started;
   walk_gap = cost * WALK_COST_FACTOR > WALK_MIN_GAP ? cost * WALK_COST_FACTOR : WALK_MIN_GAP;
   last_walk = now;
-  if (full) last_full_walk = now;
+  if (full) {
+    last_full_walk = now;
+    /* Budget left over: the revisits reached the top of the address space. */
+    revisit_from = walk.revisits_left ? 0 : walk.revisited_up_to;
+  }
   walk_pending = 0;
   pending_count = 0;
   __atomic_store_n(&pending_since, 0, __ATOMIC_RELAXED);
@@ -245,7 +266,7 @@ static void act(uintptr_t address, int evidence, int idle) {
     walk_pending = 1;
     if (!load(&pending_since)) __atomic_store_n(&pending_since, now, __ATOMIC_RELAXED);
   }
-  int full_due = now - last_full_walk >= FULL_WALK_GAP;
+  int full_due = now - last_full_walk >= FULL_WALK_GAP && now - last_walk >= walk_gap;
   int paused = idle || now - pending_since >= PENDING_DELAY;
   if (full_due || (walk_pending && paused && (idle || now - last_walk >= walk_gap))) {
     walk_now(full_due, now);
@@ -319,6 +340,7 @@ void ksm_marker_wait_idle(void) {
 void ksm_marker_after_fork_child(void) {
   ksm_ranges_reset();
   last_walk = last_full_walk = 0;
+  revisit_from = 0;
   walk_pending = 0;
   pending_count = 0;
   pending_since = 0;

@@ -60,7 +60,7 @@ export function buildRootfs(tarball) {
 
 /** Imports the tarball into podman (with `podmanArgs` before the subcommand: --root, --runroot, ...). */
 export function importImage(tarball, podmanArgs = []) {
-  execFileSync('podman', [...podmanArgs, 'import', '--change', `WORKDIR ${APP}`, '--change', 'CMD ["node", "/opt/ksm-preload/bin/ksm.js", "exporter", "--listen", ":9964"]', tarball, IMAGE], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('podman', [...podmanArgs, 'import', '--change', 'ENV PATH=/usr/local/bin:/usr/bin:/bin', '--change', `WORKDIR ${APP}`, '--change', 'CMD ["node", "/opt/ksm-preload/bin/ksm.js", "exporter", "--listen", ":9964"]', tarball, IMAGE], { stdio: ['ignore', 'ignore', 'inherit'] });
   return IMAGE;
 }
 

@@ -141,7 +141,7 @@ function preloadsLibrary(pid: number): boolean {
 
 function programName(pid: number): string {
   const cmdline = readProc(pid, 'cmdline');
-  const first = cmdline === undefined || cmdline === 'EACCES' ? '' : cmdline.slice(0, Math.max(0, cmdline.indexOf('\0')) || cmdline.length);
+  const first = cmdline === undefined || cmdline === 'EACCES' ? '' : (cmdline.split('\0')[0] ?? '');
   if (first) return first.slice(first.lastIndexOf('/') + 1).slice(0, 64);
   const comm = readProc(pid, 'comm');
   return `[${comm === undefined || comm === 'EACCES' ? '?' : comm.trim()}]`;

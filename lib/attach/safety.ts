@@ -76,7 +76,9 @@ const allSame = (ids: readonly number[]): boolean => ids.every((id) => id === id
  */
 export function attachRefusal(operation: string, pid: number, self: ProcessCredentials = parseCredentials(readStatus(operation, process.pid))): string | undefined {
   if (pid === process.pid) throw new KsmError(operation, 'EREFUSED', `process ${pid} is this process itself`);
-  const target = parseCredentials(readStatus(operation, pid));
+  const status = readStatus(operation, pid);
+  if (/^State:\s*[ZX]/m.test(status)) throw new KsmError(operation, 'ESRCH', `process ${pid} has exited`);
+  const target = parseCredentials(status);
   if (target.tracerPid !== 0) {
     throw new KsmError(operation, 'EBUSY', `process ${pid} is already traced by process ${target.tracerPid} (${commandOf(target.tracerPid)}); a process has one tracer at a time`);
   }

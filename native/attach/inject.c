@@ -290,6 +290,17 @@ static int find_syscall_insn(struct inject_session *s, pid_t pid, struct inject_
   return found ? 0 : fail(err, "find-syscall", ENOEXEC, "no system call instruction in the target's vdso or libraries");
 }
 
+static int still_syscall_insn(const struct inject_session *s, pid_t pid) {
+  char path[64];
+  unsigned char bytes[sizeof ARCH_SYSCALL_INSN];
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mem = open(path, O_RDONLY | O_CLOEXEC);
+  if (mem < 0) return 0;
+  int same = pread(mem, bytes, sizeof bytes, (off_t)s->syscall_insn) == (ssize_t)sizeof bytes && memcmp(bytes, ARCH_SYSCALL_INSN, sizeof bytes) == 0;
+  close(mem);
+  return same;
+}
+
 int inject_begin(struct inject_session *s, pid_t pid, pid_t tid, int64_t deadline_ns, struct inject_error *err) {
   memset(s, 0, sizeof *s);
   s->tid = tid;
@@ -304,9 +315,12 @@ int inject_begin(struct inject_session *s, pid_t pid, pid_t tid, int64_t deadlin
     return fail(err, "seize", error, "PTRACE_SEIZE refused");
   }
   s->seized = 1;
+  /* Searched while the thread still runs, to keep the stop short; checked again once
+   * it is stopped, in case the process exec'd meanwhile. */
+  if (find_syscall_insn(s, pid, err) != 0) return -1;
   if (stop_and_save(s, err) != 0) return -1;
   s->stopped_at_ns = inject_now_ns();
-  return find_syscall_insn(s, pid, err);
+  return still_syscall_insn(s, pid) ? 0 : find_syscall_insn(s, pid, err);
 }
 
 /* Our own calls come back with these when a signal cut them short: run them again. */

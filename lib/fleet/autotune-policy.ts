@@ -28,7 +28,7 @@ export const DEFAULT_AUTOTUNE_SETTINGS: Readonly<AutotuneSettings> = {
   thresholdPercent: 20,
   thresholdMinBytes: 2048 * 2 ** 20,
   pressurePercent: 10,
-  boostScanSeconds: 5,
+  boostScanSeconds: 2,
   relaxScanSeconds: 20,
   recheckSeconds: 600,
 };
@@ -50,6 +50,8 @@ export interface AutotuneSample {
   /** Pages ksmd looked at since boot (6.x); undefined on kernels without the counter. */
   pagesScanned: number | undefined;
   pagesSharing: number;
+  /** KSM pages (each the one kept copy of its group). */
+  pagesShared: number;
   /** general_profit, or its estimate: bytes saved minus the kernel's bookkeeping. */
   profitBytes: number;
   /** Pages ksmd tracks (one rmap item each): pages it has looked at at least once. */
@@ -78,6 +80,7 @@ interface ScanMark {
   fullScans: number;
   pagesScanned: number | undefined;
   pagesSharing: number;
+  pagesShared: number;
   profitBytes: number;
   rmapItems: number;
 }
@@ -87,7 +90,11 @@ export interface AutotuneState {
   phase: AutotunePhase;
   previous: AutotuneSample | undefined;
   mark: ScanMark | undefined;
-  /** CPU-seconds ksmd owes its budget (≤ 0): spending above the budget is paid back, spending below is not banked. */
+  /**
+   * ksmd's budget not yet spent, in CPU-seconds: negative when it overspent (paid
+   * back by a slower pace), positive up to BANK_SECONDS of budget (a burst for the
+   * next arrival). It starts at 0, so ksmd's spending never runs ahead of the budget.
+   */
   cpuCreditSeconds: number;
   /** ksmd's CPU seconds per page scanned, learnt from its /proc stat and pages_scanned. */
   secondsPerPage: number;
@@ -118,6 +125,8 @@ export interface AutotuneDecision {
  * while it merges; guessing high keeps the first interval within the budget.
  */
 const PRIOR_SECONDS_PER_PAGE = 3e-6;
+/** How much unspent budget may be saved for a burst: this many seconds' worth. */
+const BANK_SECONDS = 60;
 /** Below this share of its budget the next interval is not worth scanning: pause instead. */
 const THROTTLE_SHARE = 0.1;
 /** ksmd sleeps at least this long between batches (the kernel default is 20). */
@@ -167,10 +176,10 @@ function account(state: AutotuneState, sample: AutotuneSample, settings: Autotun
   if (seconds <= 0) return undefined;
   const used = Math.max(0, sample.ksmdCpuSeconds - previous.ksmdCpuSeconds);
   const budget = settings.maxCpuPercent / 100;
-  state.cpuCreditSeconds = Math.min(0, state.cpuCreditSeconds + budget * seconds - used);
+  state.cpuCreditSeconds = Math.min(budget * BANK_SECONDS, state.cpuCreditSeconds + budget * seconds - used);
   const scanned = sample.pagesScanned !== undefined && previous.pagesScanned !== undefined ? sample.pagesScanned - previous.pagesScanned : 0;
   // Clock ticks are 10 ms: only a long enough stretch says anything about the cost.
-  if (scanned >= 1000 && used >= 0.05) state.secondsPerPage = 0.5 * state.secondsPerPage + 0.5 * (used / scanned);
+  if (scanned >= 1000 && used >= 0.05) state.secondsPerPage = 0.75 * state.secondsPerPage + 0.25 * (used / scanned);
   return used / seconds;
 }
 
@@ -219,15 +228,19 @@ function scanVerdict(state: AutotuneState, sample: AutotuneSample, why: string):
   const mark = state.mark;
   if (!mark || !wholeScanSince(mark, sample, state.phase)) return { phase: state.phase, reason: `${why}; waiting for a full scan` };
   const sharing = sample.pagesSharing - mark.pagesSharing;
-  const firstLooks = sample.rmapItems - mark.rmapItems;
+  // First looks that did not merge at once: pages whose twins ksmd has not seen yet
+  // merge only on their second look, through the unstable tree.
+  const waiting = sample.rmapItems - mark.rmapItems - sharing - (sample.pagesShared - mark.pagesShared);
   const profit = sample.profitBytes - mark.profitBytes;
   const scans = sample.fullScans - mark.fullScans;
   const epsilon = pageEpsilon(Math.max(sample.pagesSharing, sample.mergeablePages));
   const gained = `${scans} full scan${scans === 1 ? '' : 's'} added ${mib(Math.max(0, sharing) * sample.pageSize)} merged, profit ${profit >= 0 ? '+' : '−'}${mib(Math.abs(profit))}`;
   if (state.phase === 'boost') {
-    if (sharing > epsilon) return { phase: 'boost', reason: `${gained}: still gaining` };
-    if (firstLooks > epsilon) return { phase: 'boost', reason: `${gained} after first looks at ${mib(firstLooks * sample.pageSize)}: the next scan can merge them` };
-    return { phase: 'relax', reason: `${gained}: full scans stopped adding savings` };
+    // When a scan merged, the stable tree held the new pages' twins and they merged
+    // at first look; what stayed unmerged is likely unique, so a second fast look
+    // would buy nothing. Only fresh pages with no twins seen yet are worth one.
+    if (sharing <= epsilon && waiting > epsilon) return { phase: 'boost', reason: `${gained} after first looks at ${mib(waiting * sample.pageSize)}: the next scan can merge them` };
+    return { phase: 'relax', reason: `${gained}: nothing more waits for a look, full scans stop adding savings` };
   }
   if (profit > epsilon * sample.pageSize) return { phase: 'boost', reason: `${gained}: more to gain` };
   return { phase: 'stopped', reason: `${gained}: profit stopped growing at ${mib(sample.profitBytes)}; merged pages stay merged` };
@@ -247,13 +260,14 @@ function batchFor(rate: number, secondsPerPage: number): { pages: number; sleepM
     pages = MIN_PAGES_PER_BATCH;
     sleepMs = Math.ceil((MIN_PAGES_PER_BATCH * (1 - busy) * 1000) / Math.max(rate, 1e-3));
   }
-  return { pages: Math.max(1, Math.round(pages)), sleepMs: Math.min(Math.max(MIN_SLEEP_MS, Math.round(sleepMs)), 60_000) };
+  // Rounded towards the slower pace, so the budget is not exceeded by rounding.
+  return { pages: Math.max(1, Math.floor(pages)), sleepMs: Math.min(Math.max(MIN_SLEEP_MS, Math.ceil(sleepMs)), 60_000) };
 }
 
-/** Keeps the last value when the new one is within DRIFT of it. */
-function steady(previous: string | number | undefined, next: number): number {
+/** Keeps the last value when the new one is within `drift` of it. */
+function steady(previous: string | number | undefined, next: number, drift = DRIFT): number {
   const before = Number(previous);
-  return previous !== undefined && before > 0 && Math.abs(next - before) / before <= DRIFT ? before : next;
+  return previous !== undefined && before > 0 && Math.abs(next - before) / before <= drift ? before : next;
 }
 
 /** The knobs that scan the mergeable pages once per `scanSeconds`, within what the budget allows this interval. */
@@ -265,7 +279,7 @@ function scanKnobs(
   scanSeconds: number,
 ): { knobs: KnobChanges; capped: boolean; batch: number } | undefined {
   const budget = settings.maxCpuPercent / 100;
-  const allowed = budget + state.cpuCreditSeconds / settings.intervalSeconds;
+  const allowed = Math.min(1, budget + state.cpuCreditSeconds / settings.intervalSeconds);
   if (allowed < budget * THROTTLE_SHARE) return undefined;
   const pages = Math.max(sample.mergeablePages, sample.rmapItems, 1);
   const wanted = pages / scanSeconds;
@@ -283,7 +297,8 @@ function scanKnobs(
       advisor_target_scan_time: Math.max(1, Math.round(scanSeconds)),
       advisor_max_cpu: Math.min(100, Math.max(1, Math.floor(settings.maxCpuPercent))),
       // The advisor keeps ksmd above 10 % CPU whatever advisor_max_cpu says; this cap holds smaller budgets.
-      advisor_max_pages_to_scan: Math.max(batch, steady(state.knobs.advisor_max_pages_to_scan, ceiling.pages)),
+      // A safety ceiling, not a pace: it moves only when the cost per page moves a lot.
+      advisor_max_pages_to_scan: Math.max(batch, steady(state.knobs.advisor_max_pages_to_scan, ceiling.pages, 0.5)),
       advisor_min_pages_to_scan: batch,
       sleep_millisecs: sleepMs,
     },
@@ -311,7 +326,7 @@ export function decide(
   const { phase, reason } = nextPhase(state, sample, settings);
   const entered = phase !== state.phase;
   if (entered || !next.mark || sample.fullScans < next.mark.fullScans || (phase === 'boost' && sample.fullScans - next.mark.fullScans >= 1)) {
-    next.mark = { fullScans: sample.fullScans, pagesScanned: sample.pagesScanned, pagesSharing: sample.pagesSharing, profitBytes: sample.profitBytes, rmapItems: sample.rmapItems };
+    next.mark = { fullScans: sample.fullScans, pagesScanned: sample.pagesScanned, pagesSharing: sample.pagesSharing, pagesShared: sample.pagesShared, profitBytes: sample.profitBytes, rmapItems: sample.rmapItems };
   }
   next.phase = phase;
   next.previous = sample;

@@ -40,6 +40,10 @@ interface CachedProcess {
 const SMAPS_MOVE = 0.02;
 const SMAPS_MAX_AGE_MS = 60_000;
 
+/** Unscanned pages below this count, or this share of a process, are churn, not new memory. */
+const CHURN_PAGES = 256;
+const CHURN_SHARE = 0.05;
+
 /** Resident pages not backed by files or shmem (statm's resident − shared). */
 function anonymousPages(pid: number): number {
   const [, resident = '0', shared = '0'] = readFileSync(`/proc/${pid}/statm`, 'latin1').split(' ');
@@ -66,7 +70,10 @@ export class MergeableCensus {
       if (!found) continue;
       seen.add(Number(entry));
       mergeablePages += found.mergeablePages;
-      unscannedPages += Math.max(0, found.mergeablePages - found.rmapItems);
+      // A few percent of a process come and go between scans (freed and new heap
+      // pages); a new process, or one that grew, is unscanned in bulk.
+      const unscanned = found.mergeablePages - found.rmapItems;
+      if (unscanned > Math.max(CHURN_PAGES, found.mergeablePages * CHURN_SHARE)) unscannedPages += unscanned;
     }
     for (const pid of this.cache.keys()) if (!seen.has(pid)) this.cache.delete(pid);
     return { mergeablePages, unscannedPages };
@@ -119,6 +126,7 @@ export function readAutotuneSample(census: MergeableCensus): AutotuneSample {
     pagesToScan: Number(stats.knobs.pages_to_scan ?? 0),
     pagesScanned: stats.counters.pages_scanned,
     pagesSharing: stats.counters.pages_sharing ?? 0,
+    pagesShared: stats.counters.pages_shared ?? 0,
     profitBytes: stats.profitBytes ?? 0,
     rmapItems: stats.trackedPages ?? 0,
     mergeablePages,

@@ -73,7 +73,7 @@ Options:
   --threshold-percent P       memory is short below MemTotal x P % available (default 20)
   --threshold-mib MIB         ... or below MIB available, whichever is larger (default 2048)
   --pressure PERCENT          PSI memory some avg10 that counts as short (default 10)
-  --boost-scan-time SECONDS   seconds per full scan while boosting (default 5)
+  --boost-scan-time SECONDS   seconds per full scan while boosting (default 2)
   --relax-scan-time SECONDS   seconds per full scan while relaxing (default 20)
   --recheck SECONDS           after stopping, look again this often (default 600)
   --dry-run                   decide and log, write no knob (nor the state file

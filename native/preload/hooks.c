@@ -26,9 +26,17 @@
 #define KSM_EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MIN_ALIGNMENT 16
-/* glibc's and musl's default mmap threshold: allocations this large may have a
- * mapping of their own, so each is checked; smaller ones are sampled. */
+/*
+ * Allocations above the C library's mmap threshold get a mapping of their own, so each is
+ * noted; smaller ones one in KSM_SAMPLE_EVERY per thread. The threshold starts at 128 KiB
+ * (glibc and musl); glibc raises it to the size of each mmapped chunk freed, up to 32 MiB.
+ * A noted allocation that lands in memory known already shows that it has passed that
+ * size, and ours follows: glibc then serves such sizes from its heap, and noting each of
+ * them would cost more than all the sampling.
+ */
 #define OWN_MAPPING_BYTES (128 * 1024)
+#define OWN_MAPPING_MAX (32 * 1024 * 1024)
+static size_t own_mapping_bytes = OWN_MAPPING_BYTES;
 
 /* Makes ksm_real.field usable; on the thread running dlsym, returns `fallback` instead. */
 #define ENSURE_REAL(field, fallback)                          \
@@ -39,17 +47,27 @@
     }                                                         \
   } while (0)
 
-/* Allocations large enough for a mapping of their own always; others one in
- * KSM_SAMPLE_EVERY per thread (ksm_marker_note resets the countdown). */
-static inline int worth_noting(size_t size) { return size >= OWN_MAPPING_BYTES || --ksm_sample_countdown <= 0; }
+static inline size_t own_mapping_threshold(void) { return own_mapping_bytes; }
 
-static void *note_result(void *p) {
-  if (ksm_marker_active) ksm_marker_note(p);
+/* Whether an allocation of `size` goes unnoted (ksm_marker_note resets the countdown).
+ * Written so that the countdown is one read-modify-write and a sign test. */
+static inline int skip_noting(size_t size) {
+  return __builtin_expect(size < own_mapping_threshold(), 1) && __builtin_expect(--ksm_sample_countdown >= 0, 1);
+}
+
+/* `fresh`: the size of a new allocation, to learn the threshold from; 0 for a moved or
+ * grown one (realloc, mremap), which may keep an address known from before. */
+static void *note(void *p, size_t fresh) {
+  if (!ksm_marker_active) return p;
+  int known = ksm_marker_note(p);
+  if (known && fresh >= own_mapping_threshold() && fresh < OWN_MAPPING_MAX) {
+    __atomic_store_n(&own_mapping_bytes, fresh + 1, __ATOMIC_RELAXED);
+  }
   return p;
 }
 
-static inline void *noted(void *p, size_t size) {
-  if (UNLIKELY(ksm_marker_active) && worth_noting(size)) ksm_marker_note(p);
+static inline void *noted(void *p, size_t size, size_t fresh) {
+  if (UNLIKELY(ksm_marker_active) && !skip_noting(size)) note(p, fresh);
   return p;
 }
 
@@ -64,7 +82,7 @@ static inline void *noted_mapping(void *p, size_t len, int flags) {
 
 static void *malloc_hooked(size_t size) {
   ENSURE_REAL(allocator.malloc, ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.allocator.malloc(size), size);
+  return noted(ksm_real.allocator.malloc(size), size, size);
 }
 
 static void *bootstrap_calloc(size_t count, size_t size) {
@@ -79,7 +97,7 @@ static void *bootstrap_calloc(size_t count, size_t size) {
 
 static void *calloc_hooked(size_t count, size_t size) {
   ENSURE_REAL(allocator.calloc, bootstrap_calloc(count, size));
-  return noted(ksm_real.allocator.calloc(count, size), count * size);
+  return noted(ksm_real.allocator.calloc(count, size), count * size, count * size);
 }
 
 static void free_hooked(void *p) {
@@ -100,7 +118,7 @@ static void *move_out_of_bootstrap(void *p, size_t size) {
 static void *realloc_hooked(void *p, size_t size) {
   if (ksm_bootstrap_owns(p)) return move_out_of_bootstrap(p, size);
   ENSURE_REAL(allocator.realloc, p ? NULL : ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.allocator.realloc(p, size), size);
+  return noted(ksm_real.allocator.realloc(p, size), size, 0);
 }
 
 static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
@@ -113,24 +131,24 @@ static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
 static int posix_memalign_hooked(void **out, size_t alignment, size_t size) {
   ENSURE_REAL(allocator.posix_memalign, bootstrap_posix_memalign(out, alignment, size));
   int result = ksm_real.allocator.posix_memalign(out, alignment, size);
-  if (result == 0) noted(*out, size);
+  if (result == 0) noted(*out, size, size);
   return result;
 }
 
 static void *aligned_alloc_hooked(size_t alignment, size_t size) {
   ENSURE_REAL(allocator.aligned_alloc, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.allocator.aligned_alloc(alignment, size), size);
+  return noted(ksm_real.allocator.aligned_alloc(alignment, size), size, size);
 }
 
 static void *memalign_hooked(size_t alignment, size_t size) {
   ENSURE_REAL(allocator.memalign, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.allocator.memalign(alignment, size), size);
+  return noted(ksm_real.allocator.memalign(alignment, size), size, size);
 }
 
 static void *valloc_hooked(size_t size) {
   /* The kernel's page size from the auxiliary vector: no call that could allocate. */
   ENSURE_REAL(allocator.valloc, ksm_bootstrap_alloc(size, getauxval(AT_PAGESZ)));
-  return noted(ksm_real.allocator.valloc(size), size);
+  return noted(ksm_real.allocator.valloc(size), size, size);
 }
 
 /*
@@ -146,21 +164,29 @@ static struct ksm_allocator dispatch = {
 
 #define SET(field, value) __atomic_store_n(&dispatch.field, (value), __ATOMIC_RELAXED)
 
-/* madvise mode's hot paths, once the real functions are known. They decide before the
- * call whether to look at its result, so that most calls are a plain tail call. */
+/* madvise mode's hot paths, once the real functions are known: most calls are a plain
+ * tail call; the rest go to a cold function that notes the result. */
+__attribute__((noinline, cold)) static void *malloc_then_note(size_t size) { return note(ksm_real.allocator.malloc(size), size); }
+__attribute__((noinline, cold)) static void *calloc_then_note(size_t count, size_t size) {
+  return note(ksm_real.allocator.calloc(count, size), count * size);
+}
+__attribute__((noinline, cold)) static void *realloc_then_note(void *p, size_t size) {
+  return note(ksm_real.allocator.realloc(p, size), 0);
+}
+
 static void *malloc_noting(size_t size) {
-  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.allocator.malloc(size));
-  return ksm_real.allocator.malloc(size);
+  if (skip_noting(size)) return ksm_real.allocator.malloc(size);
+  return malloc_then_note(size);
 }
 
 static void *calloc_noting(size_t count, size_t size) {
-  if (UNLIKELY(worth_noting(count * size))) return note_result(ksm_real.allocator.calloc(count, size));
-  return ksm_real.allocator.calloc(count, size);
+  if (skip_noting(count * size)) return ksm_real.allocator.calloc(count, size);
+  return calloc_then_note(count, size);
 }
 
 static void *realloc_noting(void *p, size_t size) {
-  if (UNLIKELY(worth_noting(size))) return note_result(ksm_real.allocator.realloc(p, size));
-  return ksm_real.allocator.realloc(p, size);
+  if (skip_noting(size)) return ksm_real.allocator.realloc(p, size);
+  return realloc_then_note(p, size);
 }
 
 void ksm_hooks_settle(int noting) {
@@ -215,7 +241,7 @@ KSM_EXPORT void *mremap(void *old_address, size_t old_size, size_t new_size, int
   ENSURE_REAL(allocator.malloc, (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address));
   void *p = ksm_real.mremap ? ksm_real.mremap(old_address, old_size, new_size, flags, new_address)
                             : (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address);
-  return p == MAP_FAILED ? p : noted(p, new_size);
+  return p == MAP_FAILED ? p : noted(p, new_size, 0);
 }
 
 KSM_EXPORT int brk(void *end) {
@@ -223,7 +249,7 @@ KSM_EXPORT int brk(void *end) {
   if (!ksm_real.brk) return errno = ENOMEM, -1;
   int result = ksm_real.brk(end);
   /* The last byte below the new break is in the new memory, if there is any. */
-  if (result == 0) noted((char *)end - 1, OWN_MAPPING_BYTES);
+  if (result == 0 && ksm_marker_active) ksm_marker_note((char *)end - 1);
   return result;
 }
 
@@ -231,5 +257,5 @@ KSM_EXPORT void *sbrk(intptr_t increment) {
   ENSURE_REAL(allocator.malloc, (errno = ENOMEM, (void *)-1));
   if (!ksm_real.sbrk) return errno = ENOMEM, (void *)-1;
   void *old_end = ksm_real.sbrk(increment);
-  return old_end != (void *)-1 && increment > 0 ? noted(old_end, (size_t)increment) : old_end;
+  return old_end != (void *)-1 && increment > 0 ? noted(old_end, (size_t)increment, 0) : old_end;
 }

@@ -11,7 +11,7 @@ import { bufferContext } from './cli-context.js';
 
 const KSM = '/sys/kernel/mm/ksm';
 const NOBODY = 65534;
-const builtDemo = join(__dirname, '..', '..', 'dist', 'cjs', 'demo.js');
+const builtDemo = join(__dirname, '..', '..', 'dist', 'cjs', 'analysis', 'demo.js');
 /** Room for the machine-wide KSM lock (another test may hold it) and for the demo's own timeout. */
 const DEMO_TEST_TIMEOUT_MS = 180_000;
 

@@ -91,7 +91,8 @@ describe('markProcessMergeable', () => {
     expect(pass.mappings).toBeGreaterThan(10);
     expect(pass.bytes).toBeGreaterThanOrEqual(16 << 20);
     expect(after.ratio).toBeGreaterThan(0.95);
-    expect(mergeAny).toBe(false);
+    // Unknown (undefined) where ksm_stat has no ksm_merge_any line, as on 6.1.
+    expect(mergeAny).toBe(readFileSync('/proc/self/ksm_stat', 'utf8').includes('ksm_merge_any') ? false : undefined);
   });
 });
 

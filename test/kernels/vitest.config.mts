@@ -10,9 +10,6 @@ const config = mergeConfig(base, {
     include: ['test/**/*.test.ts', 'test/kernels/**/*.kernels.ts'],
     testTimeout: 60_000 * scale,
     hookTimeout: 60_000 * scale,
-    // One worker for all files: modules (and the C builds of test/preload/native-build.ts)
-    // load once, which saves minutes in a guest; the files already run one at a time.
-    isolate: false,
   },
 });
 config.test!.reporters = ['default', ['json', { outputFile: process.env.KSM_KERNELS_REPORT ?? 'build/kernels/report.json' }]];

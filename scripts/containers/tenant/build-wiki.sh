@@ -13,9 +13,26 @@ php /usr/share/mediawiki/maintenance/importDump.php --no-updates /tmp/pages.xml
 php /usr/share/mediawiki/maintenance/rebuildall.php
 php /usr/share/mediawiki/maintenance/initSiteStats.php --update
 rm /tmp/pages.xml
-/etc/init.d/mariadb stop
 a2enconf mediawiki
 # Quiet starts: a fixed server name, and no `ulimit -n` that the container may not raise.
 echo 'ServerName localhost' > /etc/apache2/conf-available/servername.conf
 a2enconf servername
 echo 'APACHE_ULIMIT_MAX_FILES=true' >> /etc/apache2/envvars
+# A fixed pool of six mod_php children, so a tenant's memory does not follow the load.
+cat > /etc/apache2/mods-available/mpm_prefork.conf <<'CONF'
+<IfModule mpm_prefork_module>
+	StartServers		6
+	MinSpareServers		1
+	MaxSpareServers		6
+	ServerLimit		6
+	MaxRequestWorkers	6
+	MaxConnectionsPerChild	0
+</IfModule>
+CONF
+# Render every page once into the parser cache (in the database), kept for years, so
+# a tenant's page views cost what a warm wiki's do, however old the image is.
+echo '$wgParserCacheExpireTime = 10 * 365 * 86400;' >> /etc/mediawiki/LocalSettings.php
+/etc/init.d/apache2 start
+php -r 'for ($i = 1; $i <= (int)$argv[1]; $i++) { if (file_get_contents("http://127.0.0.1/mediawiki/index.php?title=Page_$i") === false) exit(1); }' "$pages"
+/etc/init.d/apache2 stop
+/etc/init.d/mariadb stop

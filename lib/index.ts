@@ -3,7 +3,8 @@
 // test/api/public-api.test.ts holds the checked list.
 
 // Errors.
-export { KsmError, type KsmErrorExtraCode } from './core/errors.js';
+export { KsmError, type KsmErrorCode, type KsmErrorDetails, type ErrnoCode, type KsmErrorExtraCode } from './core/errors.js';
+export { setStrict, type StrictOption, type Unsupported } from './core/capability.js';
 
 // What works on this machine.
 export { ksmSupport, type KsmSupport } from './diagnosis/support.js';

@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { readAnonymousVmas, type AnonymousVma } from '../process/anonymous-vmas.js';
 import { KsmError, notSupportedError } from '../core/errors.js';
-import { loadNative } from '../core/addon.js';
+import { loadNative, type NativeAddon, type NativeCensus, type NativeCensusProcess, type NativeCensusTask } from '../core/addon.js';
 import { processName } from '../process/select.js';
 import { readKsmNumber } from '../kernel/sysfs.js';
 
@@ -66,43 +66,6 @@ export interface MemoryAnalysis {
   bytesPerSecond: number;
 }
 
-interface NativeProcess {
-  pid: number;
-  errno?: number;
-  syscall?: string;
-  pages: number;
-  advisedPages: number;
-  zeroPages: number;
-  duplicatePages: number;
-  ksmPages: number;
-  forkSharedPages: number;
-  unreadablePages: number;
-}
-
-interface NativeCensus {
-  processes: NativeProcess[];
-  totals: {
-    pages: number;
-    advisedPages: number;
-    zeroPages: number;
-    distinctContents: number;
-    idealPages: number;
-    idealAdvisedPages: number;
-    zeroSavingPages: number;
-    withinSavingPages: number;
-    ksmDistinctPages: number;
-  };
-  seconds: number;
-  pageSize: number;
-}
-
-type CensusTask = { pid: number; ranges: number[] };
-
-type CensusPages = (
-  tasks: CensusTask[],
-  options: { maxPageSharing: number; useZeroPages: boolean; contents: boolean },
-) => Promise<NativeCensus>;
-
 /**
  * Predicts what KSM could save for some processes, without turning anything on:
  * reads every resident private anonymous page (/proc/PID/pagemap and /proc/PID/mem,
@@ -137,19 +100,19 @@ export async function measureMergedBytes(pids: readonly number[]): Promise<numbe
   return (ksmMapped - census.totals.ksmDistinctPages) * census.pageSize;
 }
 
-function censusPages(operation: string): CensusPages {
+function censusPages(operation: string): NativeAddon['censusPages'] {
   const native = loadNative();
   if (!native.addon) throw notSupportedError(operation, native.reason);
-  return native.addon.censusPages as CensusPages;
+  return native.addon.censusPages.bind(native.addon);
 }
 
 /** The mappings to read of each process; those whose smaps cannot be read, with the error. */
 function censusTasks(wanted: ReadonlyArray<{ pid: number; ranges?: readonly AddressRange[] }>): {
-  tasks: CensusTask[];
+  tasks: NativeCensusTask[];
   unreadable: Map<number, KsmError>;
 } {
   const unreadable = new Map<number, KsmError>();
-  const tasks: CensusTask[] = [];
+  const tasks: NativeCensusTask[] = [];
   for (const { pid, ranges } of wanted) {
     try {
       tasks.push({ pid, ranges: clip(readAnonymousVmas(pid), ranges).flatMap((v) => [v.start, v.end, v.advised ? 1 : 0]) });
@@ -244,7 +207,7 @@ function summarize(
   };
 }
 
-function nativeError(found: NativeProcess): ProcessAnalysis['error'] {
+function nativeError(found: NativeCensusProcess): ProcessAnalysis['error'] {
   if (found.errno !== undefined) {
     return describe(getSystemErrorName(-found.errno), `${found.syscall ?? 'read'} failed`);
   }

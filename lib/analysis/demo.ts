@@ -90,7 +90,7 @@ const STABLE_FULL_SCANS = 3;
 function workerScript(): string {
   const candidates = [join(__dirname, 'demo-worker.js'), join(packageRoot, 'dist', 'cjs', 'analysis', 'demo-worker.js')];
   const found = candidates.find((file) => existsSync(file));
-  if (!found) throw notSupportedError('demo', `the demo worker was not built (looked in ${candidates.join(', ')}); run \`npm run build\``);
+  if (!found) throw notSupportedError('runDemo', `the demo worker was not built (looked in ${candidates.join(', ')}); run \`npm run build\``);
   return found;
 }
 
@@ -156,7 +156,7 @@ export class DemoSession {
   static async start(options: DemoOptions = {}): Promise<DemoSession> {
     const { workers, mode, workerMiB, timeoutMs } = validateOptions(options);
     const exec = launcher();
-    if (exec.path === undefined) throw notSupportedError('demo', exec.reason);
+    if (exec.path === undefined) throw notSupportedError('runDemo', exec.reason);
     const script = workerScript();
     const children: ChildProcess[] = [];
     let snapshot: KnobSnapshot | undefined;

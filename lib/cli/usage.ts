@@ -1,5 +1,4 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { KsmError } from '../core/errors.js';
 
 /** Bad command-line input: `ksm` prints it with a pointer to --help and exits with 2. */
 export class UsageError extends Error {
@@ -30,13 +29,12 @@ export function parseCommandArgs<T extends Options>(args: string[], options: T, 
   }
 }
 
-/** Runs an API validator; its TypeError/RangeError (or KsmError EBADVALUE) is the user's input being wrong, so a UsageError. */
+/** Runs an API validator; its TypeError/RangeError is the user's input being wrong, so a UsageError. */
 export function validateInput<T>(validate: () => T): T {
   try {
     return validate();
   } catch (error) {
-    const refusedValue = error instanceof KsmError && error.code === 'EBADVALUE';
-    if (error instanceof TypeError || error instanceof RangeError || refusedValue) throw new UsageError(error.message);
+    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
     throw error;
   }
 }

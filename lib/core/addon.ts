@@ -3,13 +3,62 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { KsmError } from './errors.js';
 
+/** One process's page census, as native/addon/page_hash.cc reports it. */
+export interface NativeCensusProcess {
+  pid: number;
+  errno?: number;
+  syscall?: string;
+  pages: number;
+  advisedPages: number;
+  zeroPages: number;
+  duplicatePages: number;
+  ksmPages: number;
+  forkSharedPages: number;
+  unreadablePages: number;
+}
+
+/** The census of a set of processes: per process, and over all of them. */
+export interface NativeCensus {
+  processes: NativeCensusProcess[];
+  totals: {
+    pages: number;
+    advisedPages: number;
+    zeroPages: number;
+    distinctContents: number;
+    idealPages: number;
+    idealAdvisedPages: number;
+    zeroSavingPages: number;
+    withinSavingPages: number;
+    ksmDistinctPages: number;
+  };
+  seconds: number;
+  pageSize: number;
+}
+
+/** What to read of one process: its pid and [start, end, advised(0|1), ...] ranges. */
+export interface NativeCensusTask {
+  pid: number;
+  ranges: number[];
+}
+
 /**
- * Functions the C++ addon exports. Each module of native/addon/ adds its own;
- * TypeScript validates every argument before it reaches them.
+ * Every function the C++ addon (native/addon/) exports. TypeScript validates
+ * every argument before it reaches them; system failures come back as KsmError.
  */
 export interface NativeAddon {
-  setErrorClass(errorClass: typeof KsmError): void;
-  [name: string]: unknown;
+  setErrorClass(errorClass: new (syscall: string, errno: number, detail: string) => KsmError): void;
+  pageSize(): number;
+  addressOf(buffer: ArrayBuffer): number;
+  madvise(address: number, length: number, mergeable: boolean): void;
+  allocMapping(size: number, mergeable: boolean): Buffer;
+  markProcess(): { mappings: number; bytes: number; failed: number };
+  getMemoryMerge(): number;
+  setMemoryMerge(on: boolean): void;
+  execve(path: string, argv: string[], envp: string[]): never;
+  censusPages(
+    tasks: NativeCensusTask[],
+    options: { maxPageSharing: number; useZeroPages: boolean; contents: boolean },
+  ): Promise<NativeCensus>;
 }
 
 export type NativeLoad = { addon: NativeAddon; reason?: undefined } | { addon?: undefined; reason: string };
@@ -26,6 +75,14 @@ function findPackageRoot(from: string): string {
   }
   return join(from, '..');
 }
+
+/**
+ * What the addon constructs for a failed system call: `new` on a function that
+ * returns an object yields that object, so the addon's errors are plain KsmErrors.
+ */
+const NativeSyscallError = function (syscall: string, errno: number, detail: string): KsmError {
+  return KsmError.fromErrno(syscall, errno, detail);
+} as unknown as new (syscall: string, errno: number, detail: string) => KsmError;
 
 let cached: NativeLoad | undefined;
 
@@ -54,7 +111,7 @@ function tryLoad(): NativeLoad {
     // node-gyp-build picks a matching prebuild, else build/Release.
     const load = createRequire(__filename)('node-gyp-build') as (dir: string) => NativeAddon;
     const addon = load(packageRoot);
-    addon.setErrorClass(KsmError);
+    addon.setErrorClass(NativeSyscallError);
     return { addon };
   } catch (error) {
     const buildFailure = readBuildFailure();

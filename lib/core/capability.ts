@@ -1,20 +1,8 @@
 // Whether this process can call KSM at all, and what a call does when it cannot:
 // return a "not supported" result, or throw ENOTSUP when strict.
 import { KsmError, notSupportedError } from './errors.js';
-import { loadNative } from './addon.js';
+import { loadNative, type NativeLoad } from './addon.js';
 import { checkOptionalBoolean } from './validate.js';
-
-/** The functions native/addon/marking.cc and process.cc export. */
-export interface KsmAddon {
-  pageSize(): number;
-  addressOf(buffer: ArrayBuffer): number;
-  madvise(address: number, length: number, mergeable: boolean): void;
-  allocMapping(size: number, mergeable: boolean): Buffer;
-  markProcess(): { mappings: number; bytes: number; failed: number };
-  getMemoryMerge(): number;
-  setMemoryMerge(on: boolean): void;
-  execve(path: string, argv: string[], envp: string[]): never;
-}
 
 /** What a function returns instead of its result where KSM is out of reach. */
 export interface Unsupported {
@@ -49,9 +37,9 @@ export function isStrict(operation: string, options: StrictOption | undefined): 
 }
 
 /** The addon, or why it is not there. */
-export function ksmAddon(): { addon: KsmAddon; reason?: undefined } | { addon?: undefined; reason: string } {
+export function ksmAddon(): NativeLoad {
   // The same cached object every call: markMergeable() runs this per call.
-  return loadNative() as unknown as ReturnType<typeof ksmAddon>;
+  return loadNative();
 }
 
 /** The "not supported" result, or the ENOTSUP error when strict. */

@@ -20,7 +20,7 @@ export function installPreloadLibrary(folder: string = defaultLibraryFolder()): 
   if (typeof folder !== 'string' || !isAbsolute(folder)) throw new RangeError(`the install folder must be an absolute path, got ${JSON.stringify(folder)}`);
   const target = validatePreloadPath(join(folder, LIBRARY_NAME));
   const built = preloadLibrary();
-  if (built.path === undefined) throw new KsmError('install-lib', 'ENOENT', built.reason);
+  if (built.path === undefined) throw new KsmError('installPreloadLibrary', 'ENOENT', built.reason);
   const temporary = `${target}.${process.pid}.tmp`;
   try {
     copyFileSync(built.path, temporary);
@@ -30,7 +30,7 @@ export function installPreloadLibrary(folder: string = defaultLibraryFolder()): 
     rmSync(temporary, { force: true });
     const err = error as NodeJS.ErrnoException;
     const hint = err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS' ? ' (needs root)' : '';
-    throw new KsmError('install-lib', err.code ?? 'EIO', `cannot install ${target}${hint}: ${err.message}`, { cause: error });
+    throw KsmError.fromNode('installPreloadLibrary', error, `cannot install ${target}${hint}: ${err.message}`);
   }
   return target;
 }

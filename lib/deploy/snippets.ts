@@ -60,7 +60,7 @@ const PRELOAD_SAFE_PATH = /^\/[A-Za-z0-9._+/-]+$/;
 
 /**
  * Refuses a library path LD_PRELOAD cannot carry (relative, space, colon, `$`,
- * control or non-ASCII characters) with a KsmError of code EBADVALUE.
+ * control or non-ASCII characters) with a RangeError.
  */
 export function validatePreloadPath(libPath: string): string {
   if (typeof libPath !== 'string') throw new TypeError(`the library path must be a string, got ${typeof libPath}`);
@@ -72,14 +72,14 @@ export function validatePreloadPath(libPath: string): string {
       : libPath.includes('$')
         ? 'it contains `$`, which the loader expands ($ORIGIN, $LIB, $PLATFORM)'
         : 'it contains characters outside A-Z a-z 0-9 . _ + / - (quotes, control or non-ASCII characters)';
-  throw new KsmError('snippet', 'EBADVALUE', `library path ${JSON.stringify(libPath)} cannot go into LD_PRELOAD: ${problem}; install it somewhere plain with \`ksm install-lib\``);
+  throw new RangeError(`library path ${JSON.stringify(libPath)} cannot go into LD_PRELOAD: ${problem}; install it somewhere plain with \`ksm install-lib\``);
 }
 
 /**
  * The text that starts programs with KSM merging for one init system or container
  * format. Every form keeps an LD_PRELOAD the program already had; where the format
- * cannot reference the old value the snippet says so. Throws KsmError EBADVALUE for
- * a library path LD_PRELOAD cannot carry, TypeError/RangeError for bad options.
+ * cannot reference the old value the snippet says so. Throws RangeError for a library
+ * path LD_PRELOAD cannot carry, TypeError/RangeError for other bad options.
  */
 export function initSnippet(options: SnippetOptions): string {
   const { format, mode = 'auto' } = options;
@@ -96,7 +96,7 @@ export function initSnippet(options: SnippetOptions): string {
 
 function builtLibrary(): string {
   const built = preloadLibrary();
-  if (built.path === undefined) throw new KsmError('snippet', 'ENOENT', `${built.reason}; or pass the library's path (--lib)`);
+  if (built.path === undefined) throw new KsmError('initSnippet', 'ENOENT', `${built.reason}; or pass the library's path (--lib)`);
   return built.path;
 }
 

@@ -6,8 +6,6 @@ import { kernelRelease } from '../kernel/version.js';
 import { launcher, preloadLibrary } from '../core/paths.js';
 import { ksmSysfsRoot, readKsmKnob } from '../kernel/sysfs.js';
 
-export { setStrict, type StrictOption, type Unsupported } from '../core/capability.js';
-
 
 /** One yes/no answer of ksmSupport(); `reason` accompanies every no. */
 interface Check {

@@ -104,6 +104,6 @@ function writeAtomically(file: string, text: string, mode: number): void {
   } catch (error) {
     const err = error as NodeJS.ErrnoException;
     const hint = err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS' ? ': needs root and a writable /etc' : '';
-    throw new KsmError('persist', err.code ?? 'EIO', `cannot write ${file}${hint} (${err.message})`, { cause: error });
+    throw KsmError.fromNode('persistKnobs', error, `cannot write ${file}${hint} (${err.message})`);
   }
 }

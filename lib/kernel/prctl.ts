@@ -2,7 +2,7 @@
 // into reasons. KSM_PRELOAD_TEST_NO_PRCTL=1 plays such a kernel for tests; the
 // preload library honours the same variable.
 import { KsmError } from '../core/errors.js';
-import type { KsmAddon } from '../core/capability.js';
+import type { NativeAddon } from '../core/addon.js';
 
 const TEST_SWITCH_REASON = 'prctl(PR_SET_MEMORY_MERGE) is switched off by KSM_PRELOAD_TEST_NO_PRCTL=1';
 const OLD_KERNEL_REASON =
@@ -21,7 +21,7 @@ function refusalReason(error: unknown): string {
 }
 
 /** Whether this process merges all its memory (1/0), or why the kernel cannot say. */
-export function readMemoryMerge(addon: KsmAddon): { merging: boolean; reason?: undefined } | { merging?: undefined; reason: string } {
+export function readMemoryMerge(addon: NativeAddon): { merging: boolean; reason?: undefined } | { merging?: undefined; reason: string } {
   const switchedOff = prctlSwitchedOffForTests();
   if (switchedOff) return { reason: switchedOff };
   try {
@@ -32,7 +32,7 @@ export function readMemoryMerge(addon: KsmAddon): { merging: boolean; reason?: u
 }
 
 /** Sets PR_SET_MEMORY_MERGE; returns undefined, or why the kernel cannot. */
-export function writeMemoryMerge(addon: KsmAddon, on: boolean): string | undefined {
+export function writeMemoryMerge(addon: NativeAddon, on: boolean): string | undefined {
   const switchedOff = prctlSwitchedOffForTests();
   if (switchedOff) return switchedOff;
   try {

@@ -44,6 +44,6 @@ export function writeKsmKnob(name: string, value: string): void {
       err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS'
         ? `cannot write ${value} to ${file}: needs root (and a writable /sys, which containers usually lack)`
         : `cannot write ${value} to ${file}: ${err.message}`;
-    throw new KsmError('write', err.code ?? 'EIO', detail, { cause: error });
+    throw KsmError.fromNode('writeKsmKnob', error, detail);
   }
 }

@@ -166,7 +166,7 @@ function rollBack(previous: KnobSnapshot, cause: unknown): void {
   } catch (rollbackError) {
     const failed = cause instanceof Error ? cause.message : String(cause);
     const undo = rollbackError instanceof Error ? rollbackError.message : String(rollbackError);
-    throw new KsmError('tune', 'EIO', `${failed}; rolling back also failed: ${undo}`, { cause });
+    throw new KsmError('applyKnobs', 'EIO', `${failed}; rolling back also failed: ${undo}`, { cause });
   }
 }
 
@@ -185,7 +185,7 @@ export function restoreKnobs(snapshot: KnobSnapshot): void {
       failures.push(error instanceof Error ? error.message : `${knob}: ${String(error)}`);
     }
   }
-  if (failures.length > 0) throw new KsmError('restore', 'EIO', `could not restore ${failures.join('; ')}`);
+  if (failures.length > 0) throw new KsmError('restoreKnobs', 'EIO', `could not restore ${failures.join('; ')}`);
 }
 
 /** Options of boostKnobs(). */

@@ -1,7 +1,8 @@
 // Buffers over page-aligned mappings of their own: mergeable for shared data,
 // unmergeable for secrets.
 import { constants } from 'node:buffer';
-import { type KsmAddon, type StrictOption, isMissingKsm, isStrict, ksmAddon, NO_KSM_REASON, unsupported } from '../core/capability.js';
+import type { NativeAddon } from '../core/addon.js';
+import { type StrictOption, isMissingKsm, isStrict, ksmAddon, NO_KSM_REASON, unsupported } from '../core/capability.js';
 import { notSupportedError } from '../core/errors.js';
 import { checkInteger, checkOptions, describe } from '../core/validate.js';
 
@@ -105,7 +106,7 @@ function ordinaryBuffer(operation: string, reason: string, strict: boolean, size
  */
 function mappedOrOrdinary(
   operation: string,
-  addon: KsmAddon,
+  addon: NativeAddon,
   mergeable: boolean,
   size: number,
   fill: AllocFill | undefined,

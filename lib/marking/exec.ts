@@ -34,14 +34,14 @@ export function execInPlace(file: string, args: string[], env: NodeJS.ProcessEnv
   const argv = [file, ...args.map((arg, i) => checkCString(operation, `args[${i}]`, arg, { allowEmpty: true }))];
   const envp = environmentStrings(operation, env);
   const load = ksmAddon();
-  if (!load.addon) throw notSupportedError('execve', load.reason);
+  if (!load.addon) throw notSupportedError('execInPlace', load.reason);
   try {
     return load.addon.execve(file, argv, envp);
   } catch (error) {
     if (!(error instanceof KsmError) || error.errno === undefined) throw error;
     // libuv's wording where it has one; the code ends the message either way.
     const description = getSystemErrorMap().get(-error.errno)?.[1];
-    throw new KsmError('execve', error.errno, `cannot execute ${file}${description ? `: ${description}` : ''}`, { cause: error });
+    throw KsmError.fromErrno('execve', error.errno, `cannot execute ${file}${description ? `: ${description}` : ''}`, error);
   }
 }
 

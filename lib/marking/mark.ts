@@ -1,6 +1,7 @@
 // Advising the pages of one JavaScript buffer mergeable (or not).
 import { isAnyArrayBuffer, isSharedArrayBuffer } from 'node:util/types';
-import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
+import type { NativeAddon } from '../core/addon.js';
+import { NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
 import { checkOptions, describe } from '../core/validate.js';
 
 /** Anything markMergeable() accepts: a Buffer, any typed array, a DataView, or an ArrayBuffer. */
@@ -141,7 +142,7 @@ let pageSize: number | undefined;
 // little more than the madvise itself.
 const placements = new WeakMap<object, Placement>();
 
-function placementOf(addon: KsmAddon, data: MergeableData): Placement {
+function placementOf(addon: NativeAddon, data: MergeableData): Placement {
   let placement = placements.get(data);
   if (placement === undefined) {
     const isView = ArrayBuffer.isView(data);

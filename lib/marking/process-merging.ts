@@ -1,6 +1,7 @@
 // Making the whole process mergeable: prctl(PR_SET_MEMORY_MERGE) where the kernel
 // has it, madvise passes over /proc/self/maps where it does not.
-import { type KsmAddon, NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
+import type { NativeAddon } from '../core/addon.js';
+import { NO_KSM_REASON, type StrictOption, type Unsupported, isMissingKsm, isStrict, ksmAddon, unsupported } from '../core/capability.js';
 import { KsmError } from '../core/errors.js';
 import { readMemoryMerge, writeMemoryMerge } from '../kernel/prctl.js';
 import { checkInteger, checkOptions } from '../core/validate.js';
@@ -146,7 +147,7 @@ class ProcessKeeper implements KeepMergeableHandle {
 
   constructor(
     private readonly operation: string,
-    private readonly addon: KsmAddon,
+    private readonly addon: NativeAddon,
     intervalMs: number,
     firstPass: ProcessMarkResult,
   ) {
@@ -174,7 +175,7 @@ class ProcessKeeper implements KeepMergeableHandle {
   }
 }
 
-function markPass(operation: string, addon: KsmAddon, strict: boolean): ProcessMarkResult | ProcessMarkUnsupported {
+function markPass(operation: string, addon: NativeAddon, strict: boolean): ProcessMarkResult | ProcessMarkUnsupported {
   let counts: { mappings: number; bytes: number; failed: number };
   try {
     counts = addon.markProcess();

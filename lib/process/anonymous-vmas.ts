@@ -26,8 +26,7 @@ export function readAnonymousVmas(pid: number): AnonymousVma[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    const err = error as NodeJS.ErrnoException;
-    throw new KsmError('open', err.code ?? 'EIO', `cannot read ${file}: ${err.message}`, { cause: error });
+    throw KsmError.fromNode('readAnonymousVmas', error, `cannot read ${file}: ${(error as Error).message}`);
   }
   const vmas: AnonymousVma[] = [];
   let current: (AnonymousVma & { isPrivate: boolean }) | undefined;

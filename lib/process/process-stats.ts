@@ -129,7 +129,7 @@ function readProcFile(pid: number, name: string, since: string): { text: string;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ESRCH' || !existsSync(`/proc/${pid}`)) {
-      throw new KsmError('open', 'ESRCH', `no process ${pid} (${file})`, { cause: error });
+      throw new KsmError('processKsmStats', 'ESRCH', `no process ${pid} (${file})`, { syscall: 'open', cause: error });
     }
     if (code === 'EACCES' || code === 'EPERM') return { reason: `${file} is readable only by the process's owner and root` };
     if (code === 'ENOENT') return { reason: `${file} does not exist: it needs ${since} or later` };

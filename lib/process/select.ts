@@ -27,8 +27,7 @@ function collectCgroup(dir: string, pids: number[]): void {
   try {
     procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
   } catch (error) {
-    const err = error as NodeJS.ErrnoException;
-    throw new KsmError('open', err.code ?? 'EIO', `${dir} is not a cgroup (cannot read cgroup.procs: ${err.message})`, { cause: error });
+    throw KsmError.fromNode('cgroupPids', error, `${dir} is not a cgroup (cannot read cgroup.procs: ${(error as Error).message})`);
   }
   for (const line of procs.split('\n')) if (line !== '') pids.push(Number(line));
   for (const entry of readdirSync(dir, { withFileTypes: true })) {

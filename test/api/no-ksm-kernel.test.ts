@@ -11,7 +11,7 @@ vi.mock('../../lib/core/capability.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../lib/core/capability.js')>();
   const { KsmError: Refusal } = await import('../../lib/core/errors.js');
   const refuse = () => {
-    throw new Refusal('madvise', 22, 'Invalid argument');
+    throw Refusal.fromErrno('madvise', 22, 'Invalid argument');
   };
   const addon = { pageSize: () => 4096, addressOf: () => 0, madvise: refuse, allocMapping: refuse, markProcess: refuse };
   return { ...original, ksmAddon: () => ({ addon }) };

@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type KsmSupport, ksmSupport, setStrict } from '../../lib/diagnosis/support.js';
+import { type KsmSupport, ksmSupport } from '../../lib/diagnosis/support.js';
+import { setStrict } from '../../lib/core/capability.js';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
 
 /** Every check that says no must say why. */

@@ -29,7 +29,7 @@ describe('ksm enable / disable on the real kernel', () => {
     await withKsmd(async () => {
       const result = runBin(['disable'], { uid: 65534, gid: 65534 });
       expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(/^ksm: write: cannot write 0 to \/sys\/kernel\/mm\/ksm\/run: needs root/);
+      expect(result.stderr).toMatch(/^ksm: writeKsmKnob: cannot write 0 to \/sys\/kernel\/mm\/ksm\/run: needs root/);
       expect(run()).toBe('1');
     });
   });

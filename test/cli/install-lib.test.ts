@@ -42,6 +42,6 @@ describe('ksm install-lib', () => {
   it('reports a folder it cannot write', async () => {
     const result = await runInProcess(['install-lib', '--prefix', '/proc/sys/kernel']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^ksm: install-lib: cannot install \/proc\/sys\/kernel\/libksm_preload.so/);
+    expect(result.stderr).toMatch(/^ksm: installPreloadLibrary: cannot install \/proc\/sys\/kernel\/libksm_preload.so/);
   });
 });

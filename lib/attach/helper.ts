@@ -2,6 +2,7 @@
 // result or a KsmError whose message names the fix.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { KsmError, notSupportedError, type KsmErrorCode } from '../core/errors.js';
 import { attachHelper } from '../core/paths.js';
 
@@ -60,7 +61,7 @@ export function permissionAdvice(helperPath: string, scope: number | undefined =
 
 function failure(request: HelperRequest, helperPath: string, report: HelperFailure['error']): KsmError {
   const operation = request.action === 'attach' ? 'attachProcess' : 'detachProcess';
-  const code = (report.code.startsWith('E') ? report.code : 'EIO') as KsmErrorCode;
+  const code: KsmErrorCode = report.code in constants.errno ? (report.code as KsmErrorCode) : 'EIO';
   const syscall = report.step === 'seize' || report.step === 'interrupt' || report.step === 'singlestep' ? 'ptrace' : report.step;
   let detail = `process ${request.pid}: ${report.message}`;
   if (report.step === 'seize' && code === 'EPERM') detail = `process ${request.pid}: ptrace refused: ${permissionAdvice(helperPath)}`;

@@ -26,17 +26,10 @@
 #define KSM_EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MIN_ALIGNMENT 16
-/*
- * Allocations above the C library's mmap threshold get a mapping of their own, so each is
- * noted; smaller ones one in KSM_SAMPLE_EVERY per thread. The threshold starts at 128 KiB
- * (glibc and musl); glibc raises it to the size of each mmapped chunk freed, up to 32 MiB.
- * A noted allocation that lands in memory known already shows that it has passed that
- * size, and ours follows: glibc then serves such sizes from its heap, and noting each of
- * them would cost more than all the sampling.
- */
+/* glibc's and musl's default mmap threshold: an allocation this large may have a mapping
+ * of their own or, once glibc has raised its threshold, extend the heap by as much, so
+ * each is noted; smaller ones are sampled. */
 #define OWN_MAPPING_BYTES (128 * 1024)
-#define OWN_MAPPING_MAX (32 * 1024 * 1024)
-static size_t own_mapping_bytes = OWN_MAPPING_BYTES;
 
 /* Makes ksm_real.field usable; on the thread running dlsym, returns `fallback` instead. */
 #define ENSURE_REAL(field, fallback)                          \
@@ -47,27 +40,20 @@ static size_t own_mapping_bytes = OWN_MAPPING_BYTES;
     }                                                         \
   } while (0)
 
-static inline size_t own_mapping_threshold(void) { return own_mapping_bytes; }
-
-/* Whether an allocation of `size` goes unnoted (ksm_marker_note resets the countdown).
- * Written so that the countdown is one read-modify-write and a sign test. */
+/* Whether an allocation of `size` goes unnoted: one in KSM_SAMPLE_EVERY per thread is
+ * noted (ksm_marker_note resets the countdown), and every one of OWN_MAPPING_BYTES or
+ * more. Written so that the countdown is one read-modify-write and a sign test. */
 static inline int skip_noting(size_t size) {
-  return __builtin_expect(size < own_mapping_threshold(), 1) && __builtin_expect(--ksm_sample_countdown >= 0, 1);
+  return __builtin_expect(size < OWN_MAPPING_BYTES, 1) && __builtin_expect(--ksm_sample_countdown >= 0, 1);
 }
 
-/* `fresh`: the size of a new allocation, to learn the threshold from; 0 for a moved or
- * grown one (realloc, mremap), which may keep an address known from before. */
-static void *note(void *p, size_t fresh) {
-  if (!ksm_marker_active) return p;
-  int known = ksm_marker_note(p);
-  if (known && fresh >= own_mapping_threshold() && fresh < OWN_MAPPING_MAX) {
-    __atomic_store_n(&own_mapping_bytes, fresh + 1, __ATOMIC_RELAXED);
-  }
+static void *note(void *p) {
+  if (ksm_marker_active) ksm_marker_note(p);
   return p;
 }
 
-static inline void *noted(void *p, size_t size, size_t fresh) {
-  if (UNLIKELY(ksm_marker_active) && !skip_noting(size)) note(p, fresh);
+static inline void *noted(void *p, size_t size) {
+  if (UNLIKELY(ksm_marker_active) && !skip_noting(size)) ksm_marker_note(p);
   return p;
 }
 
@@ -82,7 +68,7 @@ static inline void *noted_mapping(void *p, size_t len, int flags) {
 
 static void *malloc_hooked(size_t size) {
   ENSURE_REAL(allocator.malloc, ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.allocator.malloc(size), size, size);
+  return noted(ksm_real.allocator.malloc(size), size);
 }
 
 static void *bootstrap_calloc(size_t count, size_t size) {
@@ -97,7 +83,7 @@ static void *bootstrap_calloc(size_t count, size_t size) {
 
 static void *calloc_hooked(size_t count, size_t size) {
   ENSURE_REAL(allocator.calloc, bootstrap_calloc(count, size));
-  return noted(ksm_real.allocator.calloc(count, size), count * size, count * size);
+  return noted(ksm_real.allocator.calloc(count, size), count * size);
 }
 
 static void free_hooked(void *p) {
@@ -118,7 +104,7 @@ static void *move_out_of_bootstrap(void *p, size_t size) {
 static void *realloc_hooked(void *p, size_t size) {
   if (ksm_bootstrap_owns(p)) return move_out_of_bootstrap(p, size);
   ENSURE_REAL(allocator.realloc, p ? NULL : ksm_bootstrap_alloc(size, MIN_ALIGNMENT));
-  return noted(ksm_real.allocator.realloc(p, size), size, 0);
+  return noted(ksm_real.allocator.realloc(p, size), size);
 }
 
 static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
@@ -131,24 +117,24 @@ static int bootstrap_posix_memalign(void **out, size_t alignment, size_t size) {
 static int posix_memalign_hooked(void **out, size_t alignment, size_t size) {
   ENSURE_REAL(allocator.posix_memalign, bootstrap_posix_memalign(out, alignment, size));
   int result = ksm_real.allocator.posix_memalign(out, alignment, size);
-  if (result == 0) noted(*out, size, size);
+  if (result == 0) noted(*out, size);
   return result;
 }
 
 static void *aligned_alloc_hooked(size_t alignment, size_t size) {
   ENSURE_REAL(allocator.aligned_alloc, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.allocator.aligned_alloc(alignment, size), size, size);
+  return noted(ksm_real.allocator.aligned_alloc(alignment, size), size);
 }
 
 static void *memalign_hooked(size_t alignment, size_t size) {
   ENSURE_REAL(allocator.memalign, ksm_bootstrap_alloc(size, alignment));
-  return noted(ksm_real.allocator.memalign(alignment, size), size, size);
+  return noted(ksm_real.allocator.memalign(alignment, size), size);
 }
 
 static void *valloc_hooked(size_t size) {
   /* The kernel's page size from the auxiliary vector: no call that could allocate. */
   ENSURE_REAL(allocator.valloc, ksm_bootstrap_alloc(size, getauxval(AT_PAGESZ)));
-  return noted(ksm_real.allocator.valloc(size), size, size);
+  return noted(ksm_real.allocator.valloc(size), size);
 }
 
 /*
@@ -166,12 +152,12 @@ static struct ksm_allocator dispatch = {
 
 /* madvise mode's hot paths, once the real functions are known: most calls are a plain
  * tail call; the rest go to a cold function that notes the result. */
-__attribute__((noinline, cold)) static void *malloc_then_note(size_t size) { return note(ksm_real.allocator.malloc(size), size); }
+__attribute__((noinline, cold)) static void *malloc_then_note(size_t size) { return note(ksm_real.allocator.malloc(size)); }
 __attribute__((noinline, cold)) static void *calloc_then_note(size_t count, size_t size) {
-  return note(ksm_real.allocator.calloc(count, size), count * size);
+  return note(ksm_real.allocator.calloc(count, size));
 }
 __attribute__((noinline, cold)) static void *realloc_then_note(void *p, size_t size) {
-  return note(ksm_real.allocator.realloc(p, size), 0);
+  return note(ksm_real.allocator.realloc(p, size));
 }
 
 static void *malloc_noting(size_t size) {
@@ -241,7 +227,7 @@ KSM_EXPORT void *mremap(void *old_address, size_t old_size, size_t new_size, int
   ENSURE_REAL(allocator.malloc, (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address));
   void *p = ksm_real.mremap ? ksm_real.mremap(old_address, old_size, new_size, flags, new_address)
                             : (void *)syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address);
-  return p == MAP_FAILED ? p : noted(p, new_size, 0);
+  return p == MAP_FAILED ? p : noted(p, new_size);
 }
 
 KSM_EXPORT int brk(void *end) {
@@ -249,7 +235,7 @@ KSM_EXPORT int brk(void *end) {
   if (!ksm_real.brk) return errno = ENOMEM, -1;
   int result = ksm_real.brk(end);
   /* The last byte below the new break is in the new memory, if there is any. */
-  if (result == 0 && ksm_marker_active) ksm_marker_note((char *)end - 1);
+  if (result == 0) noted((char *)end - 1, OWN_MAPPING_BYTES);
   return result;
 }
 
@@ -257,5 +243,5 @@ KSM_EXPORT void *sbrk(intptr_t increment) {
   ENSURE_REAL(allocator.malloc, (errno = ENOMEM, (void *)-1));
   if (!ksm_real.sbrk) return errno = ENOMEM, (void *)-1;
   void *old_end = ksm_real.sbrk(increment);
-  return old_end != (void *)-1 && increment > 0 ? noted(old_end, (size_t)increment, 0) : old_end;
+  return old_end != (void *)-1 && increment > 0 ? noted(old_end, (size_t)increment) : old_end;
 }

@@ -284,21 +284,19 @@ static void act_locked(uintptr_t address, int evidence, int idle) {
   errno = saved_errno;
 }
 
-int ksm_marker_note(const void *p) {
+void ksm_marker_note(const void *p) {
   ksm_sample_countdown = KSM_SAMPLE_EVERY - 1;
   int clock_due = --countdown <= 0;
   int evidence = p != NULL && !ksm_ranges_known((uintptr_t)p);
-  int known = p != NULL && !evidence;
-  if (!evidence && !clock_due) return known;
+  if (!evidence && !clock_due) return;
   if (clock_due) {
     countdown = CLOCK_COUNTDOWN;
     if (!evidence && !__atomic_load_n(&walk_pending, __ATOMIC_RELAXED) && !load(&pending_since) &&
         now_ns(CLOCK_MONOTONIC_COARSE) - load(&last_full_walk) < FULL_WALK_GAP) {
-      return known;
+      return;
     }
   }
   act_locked((uintptr_t)p, evidence, 0);
-  return known;
 }
 
 int ksm_marker_waiting(void) {

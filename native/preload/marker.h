@@ -21,7 +21,7 @@ extern int ksm_marker_active __attribute__((visibility("hidden")));
 
 /* Small allocations come from memory that is nearly always known already, so the hooks
  * pass only one in KSM_SAMPLE_EVERY of them on (per thread); those large enough to get
- * a mapping of their own always. The countdown counts down to -1. */
+ * a mapping of their own (128 KiB) always. The countdown counts down to -1. */
 #define KSM_SAMPLE_EVERY 64
 extern __thread int ksm_sample_countdown __attribute__((visibility("hidden"), tls_model("initial-exec")));
 
@@ -31,8 +31,8 @@ extern __thread int ksm_sample_countdown __attribute__((visibility("hidden"), tl
 int ksm_marker_start(uint64_t min_bytes, int without_query);
 
 /* After an allocation returned `p`: cheap unless p lies outside the known mappings.
- * Resets ksm_sample_countdown. Returns whether p lay in a mapping known already. */
-int ksm_marker_note(const void *p);
+ * Resets ksm_sample_countdown. */
+void ksm_marker_note(const void *p);
 
 /* Whether marking waits for the program to pause (see ksm_marker_idle). */
 int ksm_marker_waiting(void);

@@ -1,13 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startExporter } from '../../lib/fleet/exporter.js';
-import { WITH_KSMD } from '../cli/harness.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
-import { waitFor, withKsmd } from '../helpers/ksmd.js';
+import { waitFor } from '../helpers/ksmd.js';
 import { parseExposition } from './prometheus-text.js';
 import { removeWorkerBinary, startWorker, stopWorkers, type Worker } from './workers.js';
 
@@ -136,7 +135,11 @@ function podmanUnavailable(): string | undefined {
   return undefined;
 }
 
-describe('the DaemonSet pod under podman kube play', () => {
+function readKnobs(folder: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(folder).map((name) => [name, readFileSync(join(folder, name), 'utf8').trim()]));
+}
+
+describe('the DaemonSet pod under podman', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ksm-kube-'));
   const conf = join(dir, 'containers.conf');
   const global = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--cgroup-manager', 'cgroupfs', '--runtime', 'runc'];
@@ -144,6 +147,18 @@ describe('the DaemonSet pod under podman kube play', () => {
     const result = spawnSync('podman', [...global, ...args], { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF: conf }, timeout: 5 * 60_000 });
     if (!allowFailure && result.status !== 0) throw new Error(`podman ${args.join(' ')}: exit ${result.status}: ${result.stderr}`);
     return result.stdout;
+  };
+
+  let image: string | undefined;
+  /** The image of build-image.mjs, in this test's own podman storage. */
+  const ensureImage = async (): Promise<string> => {
+    if (image) return image;
+    writeFileSync(conf, '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n');
+    const { buildRootfs, importImage } = await import('../../deploy/kubernetes/build-image.mjs');
+    const tarball = buildRootfs(join(dir, 'rootfs.tar'));
+    image = importImage(tarball, global);
+    rmSync(tarball);
+    return image;
   };
 
   afterAll(() => {
@@ -154,50 +169,99 @@ describe('the DaemonSet pod under podman kube play', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs both containers: the exporter sees the host and serves autotune decisions, its /sys stays read-only', WITH_KSMD, async (ctx) => {
+  it('kube play runs both containers: autotune sets the knobs, the exporter serves its decisions and cannot write /sys', async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable() ?? podmanUnavailable());
-    writeFileSync(conf, '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n');
-    const { buildRootfs, importImage } = await import('../../deploy/kubernetes/build-image.mjs');
-    const tarball = buildRootfs(join(dir, 'rootfs.tar'));
-    importImage(tarball, global);
-    rmSync(tarball);
+    await ensureImage();
+    // autotune's knob folder is a copy of the host's: the test leaves the real ksmd alone
+    // (and needs no lock), yet sees every write autotune makes through its mount.
+    const knobs = join(dir, 'ksm-knobs');
+    mkdirSync(knobs);
+    for (const name of readdirSync('/sys/kernel/mm/ksm')) writeFileSync(join(knobs, name), readFileSync(join('/sys/kernel/mm/ksm', name)));
+    writeFileSync(join(knobs, 'run'), '1\n');
+    writeFileSync(join(knobs, 'pages_to_scan'), '100\n');
+    const before = readKnobs(knobs);
 
-    // The DaemonSet's pod template, as the Pod kube play runs.
     const daemonSet = manifests().get('DaemonSet') as Manifest;
-    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ksm-preload', labels: daemonSet.spec.template.metadata.labels }, spec: daemonSet.spec.template.spec };
+    const spec = structuredClone(daemonSet.spec.template.spec);
+    const knobVolume = spec.volumes.find((volume: any) => volume.hostPath?.path === '/sys/kernel/mm/ksm');
+    knobVolume.hostPath.path = knobs;
+    // The DaemonSet's pod template, as the Pod kube play runs.
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ksm-preload', labels: daemonSet.spec.template.metadata.labels }, spec };
     const podFile = join(dir, 'pod.yaml');
     writeFileSync(podFile, JSON.stringify(pod));
 
-    await withKsmd(async () => {
-      podman(['kube', 'play', podFile]);
-      try {
-        const inExporter = (script: string): { status: number | null; stdout: string; stderr: string } =>
-          spawnSync('podman', [...global, 'exec', 'ksm-preload-exporter', 'node', '-e', script], { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF: conf } });
-        const fetchScript = (path: string): string => `fetch('http://127.0.0.1:9964${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`;
-        let metrics = '';
-        const up = await waitFor(() => {
-          metrics = inExporter(fetchScript('/metrics')).stdout;
-          return metrics.includes('node_ksmd_run');
-        }, 60_000, 500);
-        expect(up, podman(['logs', 'ksm-preload-exporter'], true)).toBe(true);
-        const exposition = parseExposition(metrics);
-        const value = (name: string): number | undefined => exposition.samples.find((sample) => sample.name === name)?.value;
-        // hostPID: the host's processes and ksmd's CPU time are visible from the pod.
-        expect(value('ksm_processes_scanned')).toBeGreaterThan(20);
-        expect(value('ksm_ksmd_cpu_seconds_total')).toBeGreaterThan(0);
-        expect(value('node_ksmd_pages_to_scan')).toBe(Number(readFileSync('/sys/kernel/mm/ksm/pages_to_scan', 'utf8')));
+    podman(['kube', 'play', podFile]);
+    try {
+      const inExporter = (script: string): { status: number | null; stdout: string; stderr: string } =>
+        spawnSync('podman', [...global, 'exec', 'ksm-preload-exporter', 'node', '-e', script], { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF: conf } });
+      const fetchScript = (path: string): string => `fetch('http://127.0.0.1:9964${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`;
+      let metrics = '';
+      const up = await waitFor(() => {
+        metrics = inExporter(fetchScript('/metrics')).stdout;
+        return metrics.includes('node_ksmd_run');
+      }, 60_000, 500);
+      expect(up, podman(['logs', 'ksm-preload-exporter'], true)).toBe(true);
+      // The exporter reads the host's knobs through its read-only /sys.
+      const exposition = parseExposition(metrics);
+      expect(exposition.samples.find((sample) => sample.name === 'node_ksmd_pages_to_scan')?.value).toBe(Number(readFileSync('/sys/kernel/mm/ksm/pages_to_scan', 'utf8')));
 
-        const decided = await waitFor(() => JSON.parse(inExporter(fetchScript('/api/state')).stdout || '{}').autotune?.decisions?.length > 0, 60_000, 1000);
-        expect(decided, podman(['logs', 'ksm-preload-autotune'], true)).toBe(true);
+      // autotune logs only decisions it applied: it wrote them through its mount, and the exporter shows them.
+      let decisions: Array<{ action: string; knobs: Record<string, string> }> = [];
+      const decided = await waitFor(() => {
+        decisions = JSON.parse(inExporter(fetchScript('/api/state')).stdout || '{}').autotune?.decisions ?? [];
+        return decisions.length > 0;
+      }, 60_000, 1000);
+      expect(decided, podman(['logs', 'ksm-preload-autotune'], true)).toBe(true);
+      const after = readKnobs(knobs);
+      expect(Object.keys(after).filter((name) => after[name] !== before[name]).length).toBeGreaterThan(0);
 
-        const write = inExporter("require('fs').writeFileSync('/sys/kernel/mm/ksm/pages_to_scan', '100')");
-        expect(write.status).not.toBe(0);
-        expect(write.stderr).toMatch(/EROFS|EACCES|EPERM/);
-        expect(podman(['ps', '--format', '{{.Names}} {{.Status}}'])).toMatch(/ksm-preload-autotune Up/);
-      } finally {
-        // SIGTERM: autotune puts the knobs back before withKsmd restores them too.
-        podman(['kube', 'down', podFile], true);
-      }
-    });
+      const write = inExporter("require('fs').writeFileSync('/sys/kernel/mm/ksm/pages_to_scan', '100')");
+      expect(write.status).not.toBe(0);
+      expect(write.stderr).toMatch(/EROFS|EACCES|EPERM/);
+      expect(podman(['ps', '--format', '{{.Names}} {{.Status}}'])).toMatch(/ksm-preload-autotune Up/);
+      // SIGTERM, with the DaemonSet's grace period: autotune puts every knob back before it exits.
+      podman(['pod', 'stop', '--time', String(daemonSet.spec.template.spec.terminationGracePeriodSeconds), 'ksm-preload']);
+      expect(readKnobs(knobs), podman(['logs', 'ksm-preload-autotune'], true)).toEqual(before);
+    } finally {
+      podman(['kube', 'down', podFile], true);
+    }
+  });
+
+  // podman 4.3 (Debian 12) kube play ignores hostPID, so the host's PID namespace is
+  // checked with the exporter container's own settings under `podman run --pid host`.
+  it("in the host's PID namespace, the exporter container's capabilities read every process and ksmd", async (ctx) => {
+    requireOrSkip(ctx, ksmUnavailable() ?? podmanUnavailable());
+    await ensureImage();
+    const daemonSet = manifests().get('DaemonSet') as Manifest;
+    const exporter = daemonSet.spec.template.spec.containers.find((container: any) => container.name === 'exporter');
+    const security = exporter.securityContext;
+    const args = [
+      'run', '-d', '--name', 'ksm-exporter-hostpid', '--pid', 'host', '--user', String(security.runAsUser),
+      ...security.capabilities.drop.flatMap((cap: string) => ['--cap-drop', cap]),
+      ...security.capabilities.add.flatMap((cap: string) => ['--cap-add', cap]),
+      ...(security.readOnlyRootFilesystem ? ['--read-only'] : []),
+      ...(security.allowPrivilegeEscalation === false ? ['--security-opt', 'no-new-privileges'] : []),
+      ...exporter.env.flatMap((variable: { name: string; value: string }) => ['--env', `${variable.name}=${variable.value}`]),
+      exporter.image, ...exporter.command,
+    ];
+    podman(args);
+    try {
+      let metrics = '';
+      const up = await waitFor(() => {
+        metrics = spawnSync('podman', [...global, 'exec', 'ksm-exporter-hostpid', 'node', '-e', "fetch('http://127.0.0.1:9964/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"], {
+          encoding: 'utf8',
+          env: { ...process.env, CONTAINERS_CONF: conf },
+        }).stdout;
+        return metrics.includes('ksm_processes_scanned');
+      }, 60_000, 500);
+      expect(up, podman(['logs', 'ksm-exporter-hostpid'], true)).toBe(true);
+      const value = (name: string): number | undefined => parseExposition(metrics).samples.find((sample) => sample.name === name)?.value;
+      expect(value('ksm_processes_scanned')).toBeGreaterThan(20);
+      expect(value('ksm_processes_unreadable')).toBe(0);
+      expect(value('ksm_ksmd_cpu_seconds_total')).toBeGreaterThan(0);
+      expect(value('ksm_fair_share_available')).toBe(1);
+    } finally {
+      podman(['rm', '--force', 'ksm-exporter-hostpid'], true);
+    }
   });
 });

@@ -137,14 +137,18 @@ export async function startExporter(exporterOptions?: ExporterOptions): Promise<
       send(response, 500, 'text/plain', `${error instanceof Error ? error.message : String(error)}\n`);
     });
   });
-  server.on('close', () => {
+  const stopTimers = (): void => {
     clearInterval(sampler);
     clearInterval(fairShareTimer);
-  });
+  };
+  server.on('close', stopTimers);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => {
+      stopTimers();
+      reject(error);
+    });
     server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });

@@ -19,7 +19,12 @@ export class FairShareCache {
   refresh(): void {
     const start = performance.now();
     const holders = scanKsmProcesses().processes.filter(holdsKsmPages);
-    this.result = fairShareSaved(holders.map((entry) => entry.pid));
+    try {
+      this.result = fairShareSaved(holders.map((entry) => entry.pid));
+    } catch (error) {
+      // A background failure must not end the exporter: the figures go, with the reason.
+      this.result = { available: false, reason: error instanceof Error ? error.message : String(error) };
+    }
     this.computedAt = Date.now();
     this.lastDurationSeconds = (performance.now() - start) / 1000;
   }

@@ -36,6 +36,15 @@ describe('startExporter() and `ksm exporter`', () => {
     await expect(startExporter({ colour: 1 } as never)).rejects.toThrow(TypeError);
   });
 
+  it('rejects when the port is taken', async () => {
+    const first = await startExporter({ port: 0 });
+    try {
+      await expect(startExporter({ port: Number(new URL(first.url).port) })).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      await first.close();
+    }
+  });
+
   it('listens where --listen says until aborted, and refuses a bad --listen with exit code 2', async () => {
     const port = await freePort();
     const controller = new AbortController();

@@ -21,7 +21,7 @@ export type FairShare =
 
 const MAX_PID = 2 ** 22; // PID_MAX_LIMIT on 64-bit
 const PAGEMAP_CHUNK = 65_536; // entries per pagemap read: 512 KiB, 256 MiB of address space
-const FRAME_GAP = 512; // sorted frames this close are read in one kpageflags/kpagecount read
+const FRAME_GAP = 32; // sorted frames this close are read in one kpageflags/kpagecount read
 const FRAME_RUN = 65_536; // most frames per kpageflags/kpagecount read
 const KPF_KSM = 1 << 21;
 
@@ -67,7 +67,7 @@ export function fairShareSaved(pids: readonly number[]): FairShare {
     let totalSavedBytes = 0;
     for (const [pid, scan] of scans) {
       let pages = scan.zeroPages;
-      for (const frame of scan.frames) pages += shares.get(frame) ?? 0;
+      scan.frames.forEach((frame, i) => (pages += (shares.get(frame) ?? 0) * (scan.repeats[i] ?? 1)));
       const bytes = Math.round(pages * pageSize);
       savedBytes.set(pid, bytes);
       totalSavedBytes += bytes;
@@ -101,8 +101,13 @@ function openFrameFiles(): FrameFiles | { reason: string } {
 }
 
 interface ProcessScan {
-  /** Frames of present private anonymous pages mapped more than once, one entry per mapping. */
+  /**
+   * Frames of present private anonymous pages mapped more than once, with how many
+   * pages in a row map each: runs of one frame are common (the zero page under memory
+   * only read, one KSM page for a region of one repeated value).
+   */
   frames: number[];
+  repeats: number[];
   /** ksm_zero_pages: pages KSM replaced with the zero page. */
   zeroPages: number;
 }
@@ -111,7 +116,7 @@ interface ProcessScan {
 function scanProcess(pid: number): ProcessScan | 'pfns-hidden' | undefined {
   const counters = ksmCounters(pid);
   if (counters === 'gone') return undefined;
-  const scan: ProcessScan = { frames: [], zeroPages: counters.zeroPages ?? 0 };
+  const scan: ProcessScan = { frames: [], repeats: [], zeroPages: counters.zeroPages ?? 0 };
   // A process with no merged page maps no KSM page worth crediting; skip its page tables.
   if (counters.mergingPages === 0) return scan;
   const maps = readProc(pid, 'maps');
@@ -124,7 +129,7 @@ function scanProcess(pid: number): ProcessScan | 'pfns-hidden' | undefined {
   }
   try {
     for (const range of candidateRanges(maps)) {
-      if (readFrames(pagemap, range, scan.frames) === 'pfns-hidden') return 'pfns-hidden';
+      if (readFrames(pagemap, range, scan) === 'pfns-hidden') return 'pfns-hidden';
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
@@ -168,7 +173,7 @@ const HIGH = endianness() === 'LE' ? 1 : 0;
 const pagemapBuffer = Buffer.alloc(PAGEMAP_CHUNK * 8);
 const pagemapWords = new Uint32Array(pagemapBuffer.buffer, pagemapBuffer.byteOffset, PAGEMAP_CHUNK * 2);
 
-function readFrames(pagemap: number, [first, last]: [number, number], frames: number[]): 'pfns-hidden' | undefined {
+function readFrames(pagemap: number, [first, last]: [number, number], { frames, repeats }: ProcessScan): 'pfns-hidden' | undefined {
   for (let page = first; page < last; page += PAGEMAP_CHUNK) {
     const count = Math.min(PAGEMAP_CHUNK, last - page);
     const got = readSync(pagemap, pagemapBuffer, 0, count * 8, page * 8) / 8;
@@ -177,7 +182,13 @@ function readFrames(pagemap: number, [first, last]: [number, number], frames: nu
       if ((high & (PM_PRESENT | PM_FILE_OR_SHARED_ANON | PM_MMAP_EXCLUSIVE)) !== PM_PRESENT) continue;
       const frame = (high & PFN_HIGH_MASK) * 2 ** 32 + (pagemapWords[2 * i + 1 - HIGH] ?? 0);
       if (frame === 0) return 'pfns-hidden';
-      frames.push(frame);
+      const last = frames.length - 1;
+      if (last >= 0 && frames[last] === frame) {
+        repeats[last] = (repeats[last] ?? 1) + 1;
+      } else {
+        frames.push(frame);
+        repeats.push(1);
+      }
     }
     if (got < count) return undefined; // the mapping went away under us
   }
@@ -186,39 +197,52 @@ function readFrames(pagemap: number, [first, last]: [number, number], frames: nu
 
 /** Frame → pages credited per mapping, (k−1)/k, for the KSM pages among `frameLists`. */
 function ksmShares(frameLists: number[][], files: FrameFiles): Map<number, number> {
-  let total = 0;
-  for (const list of frameLists) total += list.length;
-  const sorted = new Float64Array(total);
-  let at = 0;
-  for (const list of frameLists) for (const frame of list) sorted[at++] = frame;
-  sorted.sort();
+  const candidates = uniqueSorted(frameLists);
+  // kpageflags for every candidate, kpagecount only for the KSM pages among them.
+  const ksmFrames: number[] = [];
+  readFrameTable(files.flags, candidates, (frame, flags) => {
+    if ((Number(flags & 0xffff_ffffn) & KPF_KSM) !== 0) ksmFrames.push(frame);
+  });
   const shares = new Map<number, number>();
-  const flags = new BigUint64Array(FRAME_RUN);
-  const counts = new BigUint64Array(FRAME_RUN);
-  for (let i = 0; i < sorted.length; ) {
-    const runStart = sorted[i] ?? 0;
-    let j = i;
-    while (j + 1 < sorted.length && (sorted[j + 1] ?? 0) - runStart < FRAME_RUN && (sorted[j + 1] ?? 0) - (sorted[j] ?? 0) <= FRAME_GAP) j++;
-    const runLength = (sorted[j] ?? 0) - runStart + 1;
-    const gotFlags = readFrameWords(files.flags, flags, runStart, runLength);
-    const gotCounts = readFrameWords(files.counts, counts, runStart, runLength);
-    for (let k = i; k <= j; k++) {
-      const frame = sorted[k] ?? 0;
-      if (k > i && frame === sorted[k - 1]) continue;
-      const index = frame - runStart;
-      if (index >= gotFlags || index >= gotCounts) break;
-      if ((Number((flags[index] ?? 0n) & 0xffff_ffffn) & KPF_KSM) === 0) continue;
-      const mappings = Number(counts[index] ?? 0n);
-      if (mappings > 1) shares.set(frame, (mappings - 1) / mappings);
-    }
-    i = j + 1;
-  }
+  readFrameTable(files.counts, ksmFrames, (frame, mappings) => {
+    if (mappings > 1n) shares.set(frame, Number(mappings - 1n) / Number(mappings));
+  });
   return shares;
 }
 
-function readFrameWords(fd: number, into: BigUint64Array, firstFrame: number, frames: number): number {
-  const bytes = Buffer.from(into.buffer, into.byteOffset, frames * 8);
-  return readSync(fd, bytes, 0, frames * 8, firstFrame * 8) / 8;
+function uniqueSorted(lists: number[][]): number[] {
+  let total = 0;
+  for (const list of lists) total += list.length;
+  const sorted = new Float64Array(total);
+  let at = 0;
+  for (const list of lists) for (const frame of list) sorted[at++] = frame;
+  sorted.sort();
+  const unique: number[] = [];
+  for (const frame of sorted) if (unique[unique.length - 1] !== frame) unique.push(frame);
+  return unique;
+}
+
+const tableWords = new BigUint64Array(FRAME_RUN);
+const tableBytes = Buffer.from(tableWords.buffer);
+
+/**
+ * Reads the 64-bit entries of a /proc/kpage* table for sorted `frames`: frames close
+ * together in one read (the kernel computes every entry read, so long gaps cost more
+ * than another read), the others one by one.
+ */
+function readFrameTable(fd: number, frames: readonly number[], visit: (frame: number, value: bigint) => void): void {
+  for (let i = 0; i < frames.length; ) {
+    const first = frames[i] ?? 0;
+    let j = i;
+    while (j + 1 < frames.length && (frames[j + 1] ?? 0) - first < FRAME_RUN && (frames[j + 1] ?? 0) - (frames[j] ?? 0) <= FRAME_GAP) j++;
+    const length = (frames[j] ?? 0) - first + 1;
+    const got = readSync(fd, tableBytes, 0, length * 8, first * 8) / 8;
+    for (let k = i; k <= j; k++) {
+      const index = (frames[k] ?? 0) - first;
+      if (index < got) visit(frames[k] ?? 0, tableWords[index] ?? 0n);
+    }
+    i = j + 1;
+  }
 }
 
 function readProc(pid: number, name: string): string | undefined {

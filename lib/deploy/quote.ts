@@ -1,5 +1,5 @@
 /**
- * Quoting of one value for each kind of file a snippet goes into (notes §8).
+ * Quoting of one value for each kind of file a snippet goes into.
  * Each function returns text that its consumer reads back as exactly `value`,
  * or throws RangeError for a value the format cannot carry.
  */

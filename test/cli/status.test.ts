@@ -103,7 +103,7 @@ describe('ksm status against fake sysfs trees', () => {
     expect(stats.counters.general_profit).toBeUndefined();
     expect('advisor_mode' in stats.knobs).toBe(false);
     expect(stats.profitSource).toBe('estimate');
-    // §1: (pages_sharing + zero pages) × page size − (sharing + shared + unshared + volatile) × 64
+    // The estimate of general_profit: (pages_sharing + zero pages) × page size − (sharing + shared + unshared + volatile) × 64
     expect(stats.profitBytes).toBe(1000 * stats.pageSize - (1000 + 10 + 50 + 40) * 64);
     expect(stats.estimatedFullScanSeconds).toBeCloseTo((Math.ceil(1100 / 100) * 20) / 1000);
     const text = await runInProcess(['status']);

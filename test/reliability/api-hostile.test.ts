@@ -5,7 +5,7 @@ import { fakeSysfs } from './support/fake-sysfs.js';
 import { repoRoot } from './support/native-build.js';
 import { cleanEnv, explain, run } from './support/run.js';
 
-// Issue 6 item 9 (TS API): every exported function, each argument position,
+// RELIABILITY.md §9 (TS API): every exported function, each argument position,
 // against a matrix of hostile values (null, NaN, -1, 1.5, 2**53, BigInt, huge
 // and NUL strings, symbols, detached ArrayBuffers, SharedArrayBuffer, revoked
 // and throwing Proxies, throwing getters, fake lengths, ...). Only TypeError,

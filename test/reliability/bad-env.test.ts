@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fixture } from './support/native-build.js';
 import { cleanEnv, explain, ksmExecPath, libraryPath, run } from './support/run.js';
 
-// Issue 6 item 9 (environment): a malformed value in any variable the library
+// RELIABILITY.md §9 (environment): a malformed value in any variable the library
 // or the launcher reads gives exactly one stderr line that names the variable
 // (printable, bounded), the default is used, and the program's output is intact.
 

@@ -3,7 +3,7 @@ import { buildPreloadLibrary, fixture } from './support/native-build.js';
 import { cleanEnv, explain, percent, run, runHeld } from './support/run.js';
 import { requireTool } from './support/tools.js';
 
-// Issue 6 item 6 (compilers): the library's sources built with gcc and clang at
+// RELIABILITY.md §6 (compilers): the library's sources built with gcc and clang at
 // -O0, -O2 and -O3 (the dlsym recursion guard must survive -O2 and -O3), each
 // build preloaded into the thread torture fixture and a deterministic
 // allocation program in madvise mode.

@@ -7,7 +7,7 @@ import { AS_NOBODY, ksm, ksmArgv } from './support/cli.js';
 import { fixture } from './support/native-build.js';
 import { cleanEnv, explain, ksmExecPath, libraryPath, run, runHeld, type HeldRun } from './support/run.js';
 
-// Issue 6 item 8: where the library cannot act (a static binary, a setuid
+// RELIABILITY.md §8: where the library cannot act (a static binary, a setuid
 // binary, a kernel that refuses prctl) the program still runs, and nothing
 // claims success: no `mg` mapping goes with a warning that it runs unmarked,
 // and no claim ("PR_SET_MEMORY_MERGE set", "N mappings marked") goes without

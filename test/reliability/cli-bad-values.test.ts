@@ -4,7 +4,7 @@ import { ksm } from './support/cli.js';
 import { fakeSysfs, snapshotTree } from './support/fake-sysfs.js';
 import { cleanEnv } from './support/run.js';
 
-// Issue 6 item 9 (CLI values): out-of-range and malformed values give exit 2
+// RELIABILITY.md §9 (CLI values): out-of-range and malformed values give exit 2
 // and a `ksm: …` message, and nothing is written (validation comes before any
 // write). Run against a fake sysfs tree, so that a wrong write would show and
 // could never reach the real knobs.

@@ -6,7 +6,7 @@ import { AS_NOBODY, ksmArgv } from './support/cli.js';
 import { fakeSysfs, knobValues, snapshotTree } from './support/fake-sysfs.js';
 import { cleanEnv, run, type RunResult } from './support/run.js';
 
-// Issue 6 item 9 (the CLI without root, and rollback). As user nobody:
+// RELIABILITY.md §9 (the CLI without root, and rollback). As user nobody:
 // `ksm status` works; enable, disable and tune refuse with a message naming
 // the knob and the permission, and nothing is written. A fake sysfs tree
 // where nobody may write every knob but one: tune fails on that one and puts

@@ -3,7 +3,7 @@ import { fixture } from './support/native-build.js';
 import { MODES } from './support/run.js';
 import { expectSurvives } from './support/torture.js';
 
-// Issue 6 item 3: fork from a threaded process while other threads allocate;
+// RELIABILITY.md §3: fork from a threaded process while other threads allocate;
 // each child allocates and execs. A lock held across fork would hang a child.
 const ROUNDS = 200;
 const ALLOCATOR_THREADS = 3;

@@ -5,7 +5,7 @@ import { buildCached, fixture, fixtureDir } from './support/native-build.js';
 import { cleanEnv, explain, libraryPath, percent, runHeld, type Mode } from './support/run.js';
 import { requireFile } from './support/tools.js';
 
-// Issue 6 item 5: the library among other libraries. dlopen/dlclose of
+// RELIABILITY.md §5: the library among other libraries. dlopen/dlclose of
 // libraries that allocate in their constructors; the library first and last in
 // LD_PRELOAD; stacked with another malloc (jemalloc, mimalloc) in both orders.
 

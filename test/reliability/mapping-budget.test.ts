@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fixture } from './support/native-build.js';
 import { explain, modeEnv, percent, runHeld, type Mode } from './support/run.js';
 
-// Issue 6 item 7: 100,000 small allocations and 10,000 mmap/munmap cycles.
+// RELIABILITY.md §7: 100,000 small allocations and 10,000 mmap/munmap cycles.
 // Marking slices of mappings, or some neighbours and not others, would stop
 // the kernel from merging adjacent VMAs; the count must stay within 10 % of
 // the run without marking, and the program's own mmap must never fail.

@@ -3,7 +3,7 @@ import { buildPreloadLibrary, fixture } from './support/native-build.js';
 import { cleanEnv, explain, percent, run, runHeld } from './support/run.js';
 import { requireTool } from './support/tools.js';
 
-// Issue 6 item 6 (musl): the library built with musl-gcc (musl-tools), preloaded
+// RELIABILITY.md §6 (musl): the library built with musl-gcc (musl-tools), preloaded
 // into a musl-linked program by musl's dynamic loader, in both modes.
 
 describe('musl', () => {

@@ -10,7 +10,7 @@ import { repoRoot } from './support/native-build.js';
 import { explain, MODES, modeEnv, percent, run, runHeld, type Mode, type RunResult } from './support/run.js';
 import { requireTool } from './support/tools.js';
 
-// Issue 6 item 1: real programs under the library in madvise and prctl mode
+// RELIABILITY.md §1: real programs under the library in madvise and prctl mode
 // against a run without it. stdout, stderr and the exit code must be identical
 // byte for byte. Coverage comes from smaps for programs that can wait before
 // exit (RELIABILITY_HOLD=1), from the library's KSM_PRELOAD_VERBOSE exit

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCached, buildPreloadLibrary, fixture, fixtureDir, repoRoot } from './support/native-build.js';
 import { cleanEnv, explain, run, runHeld } from './support/run.js';
 
-// Issue 6 item 6 (sanitizers). A sanitizer runtime must be the first library of
+// RELIABILITY.md §6 (sanitizers). A sanitizer runtime must be the first library of
 // a process, and an instrumented preload cannot run before that runtime is up,
 // so each sanitizer is used where it can see something real:
 // - the maps walker linked into a fuzzer built with ASan + UBSan;

@@ -4,7 +4,7 @@ import { prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { fixture, repoRoot } from './support/native-build.js';
 import { cleanEnv, explain, modeEnv, runHeld, type Mode } from './support/run.js';
 
-// Issue 6 item 10 (keeping secrets unmergeable): memory from allocUnmergeable()
+// RELIABILITY.md §10 (keeping secrets unmergeable): memory from allocUnmergeable()
 // must never carry `mg`, however the rest of the process is marked: by the
 // preload library in madvise mode (whose walks mark every anonymous mapping),
 // by prctl merge-any (inherited through LD_PRELOAD or set in-process), or by

@@ -3,7 +3,7 @@ import { fixture } from './support/native-build.js';
 import { MODES } from './support/run.js';
 import { expectSurvives } from './support/torture.js';
 
-// Issue 6 item 4: a SIGALRM every 50 µs whose handler maps, writes and unmaps
+// RELIABILITY.md §4: a SIGALRM every 50 µs whose handler maps, writes and unmaps
 // memory, landing inside malloc, realloc, free and the library's hooks.
 const OPERATIONS = 2_000_000;
 

@@ -9,12 +9,12 @@ import { ksm } from './support/cli.js';
 import { repoRoot } from './support/native-build.js';
 import { cleanEnv, run } from './support/run.js';
 
-// Issue 6 item 9 (snippets): library paths from a fuzz corpus (quotes, $,
+// RELIABILITY.md §9 (snippets): library paths from a fuzz corpus (quotes, $,
 // backticks, %, spaces, colons, newlines, control and non-ASCII characters,
 // injection attempts) through every snippet format. Each is refused with a
 // typed error, or the snippet, read by the format's consumer, yields exactly
 // that path in LD_PRELOAD, after any LD_PRELOAD already there where the format
-// can keep it. Paths LD_PRELOAD can carry (KSM-NOTES §8) must be accepted.
+// can keep it. Paths LD_PRELOAD can carry must be accepted.
 
 const corpus = JSON.parse(readFileSync(join(repoRoot, 'test/fixtures/reliability/corpora/snippet-paths.json'), 'utf8')) as string[];
 const CARRIABLE = /^\/[A-Za-z0-9._+/-]+$/;

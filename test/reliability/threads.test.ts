@@ -3,7 +3,7 @@ import { fixture } from './support/native-build.js';
 import { MODES } from './support/run.js';
 import { expectSurvives } from './support/torture.js';
 
-// Issue 6 item 2: 8 threads × 1M malloc/free/realloc of mixed sizes, blocks
+// RELIABILITY.md §2: 8 threads × 1M malloc/free/realloc of mixed sizes, blocks
 // handed between threads, every block's content checked.
 const THREADS = 8;
 const OPS_PER_THREAD = 1_000_000;

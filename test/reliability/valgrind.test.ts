@@ -3,7 +3,7 @@ import { fixture } from './support/native-build.js';
 import { explain, modeEnv, run } from './support/run.js';
 import { requireTool } from './support/tools.js';
 
-// Issue 6 item 6 (valgrind): memcheck on a C program with the library
+// RELIABILITY.md §6 (valgrind): memcheck on a C program with the library
 // preloaded. Valgrind's own malloc replacement sits behind the library's
 // hooks, so any invalid read or write, uninitialised use or bad free by the
 // library (or caused by it) is an error here.

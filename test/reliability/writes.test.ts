@@ -9,7 +9,7 @@ import { cleanEnv, explain, modeEnv } from './support/run.js';
 import { pathsWritten } from './support/strace.js';
 import { requireTool } from './support/tools.js';
 
-// Issue 6 item 10: no command writes outside what it names. Every command runs
+// RELIABILITY.md §10: no command writes outside what it names. Every command runs
 // under strace -f (children and exec'd programs included); every path opened
 // for writing, created, renamed or removed, even by a failed attempt, must lie
 // inside what the command says it writes. Nothing ever writes /etc/ld.so.preload.

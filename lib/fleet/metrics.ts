@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { ksmSysfsRoot } from '../kernel/sysfs.js';
 import type { SystemKsmStats } from '../kernel/system-stats.js';
+import { findKsmdPid } from './ksmd-cpu.js';
 import type { CgroupEntry, FleetSnapshot, ProcessEntry } from './snapshot.js';
 
 /** `node`: node_exporter's names for the system counters; `ksm`: ksm_ only, to run beside node_exporter. */
@@ -85,12 +86,15 @@ export function createExporterMetrics(options: ExporterMetricsOptions): Registry
   for (const metric of NODE_EXPORTER_METRICS.filter(present)) addSystem(metric, systemPrefix);
   for (const metric of EXTRA_SYSTEM_METRICS.filter(present)) addSystem(metric, 'ksm_ksmd_');
 
-  new Counter({
-    name: 'ksm_ksmd_cpu_seconds_total',
-    help: "CPU time ksmd has used since boot (utime + stime of its /proc stat).",
-    registers,
-    collect() { resetTo(this, options.current().ksmdCpuSeconds); },
-  });
+  // Without ksmd in sight (no KSM, or a container without the host's PID namespace) there is no series.
+  if (findKsmdPid() !== undefined) {
+    new Counter({
+      name: 'ksm_ksmd_cpu_seconds_total',
+      help: "CPU time ksmd has used since boot (utime + stime of its /proc stat).",
+      registers,
+      collect() { resetTo(this, options.current().ksmdCpuSeconds); },
+    });
+  }
   new Gauge({
     name: 'ksm_saved_bytes',
     help: 'Memory KSM saves right now: pages_sharing × page size.',

@@ -68,12 +68,76 @@ function podman(path: string, segments: string[], root: string): CgroupIdentity 
   const [containerId = ''] = found.groups;
   const parent = segments[found.index - 1] ?? '';
   const podId = new RegExp(`^machine-libpod_pod_(${ID})\\.slice$`).exec(parent)?.[1] ?? (new RegExp(`^${ID}$`).test(parent) ? parent : undefined);
-  const storage = podmanStorage(root);
-  const container = podmanContainerNames(storage).get(containerId);
+  // A container's conmon names its storage (`podman --root` may put it anywhere) and the container.
+  const monitor = conmonOf(root, containerId);
+  const storages = [...(monitor?.storage === undefined ? [] : [join(root, monitor.storage)]), podmanStorage(root)];
+  const container = firstDefined(storages, (storage) => podmanContainerNames(storage).get(containerId)) ?? monitor?.name;
   const identity: CgroupIdentity = { path, engine: 'podman', containerId, name: container ?? shortName('podman', containerId) };
   if (container !== undefined) identity.container = container;
-  if (podId !== undefined) identity.pod = podmanPodName(storage, podId) ?? podId;
+  if (podId !== undefined) identity.pod = firstDefined(storages, (storage) => podmanPodName(storage, podId)) ?? podId;
   return identity;
+}
+
+function firstDefined<T, R>(items: readonly T[], pick: (item: T) => R | undefined): R | undefined {
+  for (const item of items) {
+    const picked = pick(item);
+    if (picked !== undefined) return picked;
+  }
+  return undefined;
+}
+
+interface Conmon {
+  name?: string;
+  storage?: string;
+}
+
+const CONMON_RESCAN_MS = 1000;
+const conmons = new Map<string, { scannedAt: number; byContainer: Map<string, Conmon> }>();
+
+/**
+ * What podman's conmon for the container was started with: `-n <name>`, and the
+ * storage in `-b <storage>/overlay-containers/<id>/userdata`. The processes are
+ * scanned again only when a container is missing, at most once a second.
+ */
+function conmonOf(root: string, containerId: string): Conmon | undefined {
+  let table = conmons.get(root);
+  if (table === undefined || (!table.byContainer.has(containerId) && Date.now() - table.scannedAt > CONMON_RESCAN_MS)) {
+    table = { scannedAt: Date.now(), byContainer: scanConmons(join(root, 'proc')) };
+    conmons.set(root, table);
+  }
+  return table.byContainer.get(containerId);
+}
+
+function scanConmons(proc: string): Map<string, Conmon> {
+  const byContainer = new Map<string, Conmon>();
+  let entries: string[];
+  try {
+    entries = readdirSync(proc).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return byContainer;
+  }
+  for (const pid of entries) {
+    let args: string[];
+    try {
+      if (readFileSync(join(proc, pid, 'comm'), 'utf8').trim() !== 'conmon') continue;
+      args = readFileSync(join(proc, pid, 'cmdline'), 'utf8').split('\0');
+    } catch {
+      continue; // exited
+    }
+    const value = (flag: string): string | undefined => {
+      const at = args.indexOf(flag);
+      return at < 0 ? undefined : args[at + 1];
+    };
+    const containerId = value('-c');
+    if (containerId === undefined) continue;
+    const conmon: Conmon = {};
+    const name = value('-n');
+    if (name !== undefined) conmon.name = name;
+    const storage = new RegExp(`^(.+)/overlay-containers/${containerId}/userdata$`).exec(value('-b') ?? '')?.[1];
+    if (storage !== undefined) conmon.storage = storage;
+    byContainer.set(containerId, conmon);
+  }
+  return byContainer;
 }
 
 /** podman's graphroot: storage.conf's, or the default. */

@@ -68,6 +68,31 @@ describe('identifyCgroup: podman', () => {
     }
   });
 
+  it('finds storage kept anywhere (podman --root) through the conmon of the container', () => {
+    const conmonRoot = mkdtempSync(join(tmpdir(), 'ksm-cgroups-conmon-'));
+    try {
+      const write = (file: string, content: string): void => {
+        mkdirSync(dirname(join(conmonRoot, file)), { recursive: true });
+        writeFileSync(join(conmonRoot, file), content);
+      };
+      const conmon = (pid: number, containerId: string, name: string, storage: string): void => {
+        write(`proc/${pid}/comm`, 'conmon\n');
+        write(`proc/${pid}/cmdline`, ['/usr/bin/conmon', '--api-version', '1', '-c', containerId, '-u', containerId, '-n', name, '-b', `${storage}/overlay-containers/${containerId}/userdata`, ''].join('\0'));
+      };
+      conmon(41, id('a'), 'from-conmon-a', '/srv/scratch/storage');
+      conmon(42, id('b'), 'from-conmon-b', '/elsewhere');
+      write('proc/43/comm', 'sleep\n');
+      write('proc/43/cmdline', ['sleep', '-c', id('c'), '-n', 'not-a-conmon', ''].join('\0'));
+      write('srv/scratch/storage/overlay-containers/containers.json', JSON.stringify([{ id: id('a'), names: ['from-storage'] }]));
+      write('srv/scratch/storage/libpod/bolt_state.db', `{"id":"${id('d')}","name":"scratch-pod"}`);
+      expect(identifyCgroup(`/libpod_parent/${id('d')}/libpod-${id('a')}`, { root: conmonRoot })).toMatchObject({ container: 'from-storage', pod: 'scratch-pod' });
+      expect(identifyCgroup(`/libpod_parent/libpod-${id('b')}`, { root: conmonRoot })).toMatchObject({ container: 'from-conmon-b', name: 'from-conmon-b' });
+      expect(identifyCgroup(`/libpod_parent/libpod-${id('c')}`, { root: conmonRoot }).container).toBeUndefined();
+    } finally {
+      rmSync(conmonRoot, { recursive: true, force: true });
+    }
+  });
+
   it('falls back to the engine and short id, and to the pod id', () => {
     expect(identifyCgroup(`/libpod_parent/${id('9')}/libpod-${id('8')}`, { root })).toEqual({
       path: `/libpod_parent/${id('9')}/libpod-${id('8')}`,

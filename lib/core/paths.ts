@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from './addon.js';
+import { LAUNCHER_NAME, LIBRARY_NAME } from './facts.js';
 
 /** A file of the native build: its path, or why there is none. */
 export type BuiltFile = { path: string; reason?: undefined } | { path?: undefined; reason: string };
@@ -17,12 +18,12 @@ function findBuilt(fileName: string): BuiltFile {
 
 /** The absolute path of libksm_preload.so, for LD_PRELOAD. */
 export function preloadLibrary(): BuiltFile {
-  return findBuilt('libksm_preload.so');
+  return findBuilt(LIBRARY_NAME);
 }
 
 /** The absolute path of the ksm-exec launcher. */
 export function launcher(): BuiltFile {
-  return findBuilt('ksm-exec');
+  return findBuilt(LAUNCHER_NAME);
 }
 
 /** The absolute path of the ksm-attach helper, which `ksm attach` runs. */

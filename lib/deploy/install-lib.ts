@@ -1,10 +1,9 @@
 import { chmodSync, copyFileSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { KsmError } from '../core/errors.js';
+import { LIBRARY_NAME } from '../core/facts.js';
 import { preloadLibrary } from '../core/paths.js';
 import { validatePreloadPath } from './snippets.js';
-
-const LIBRARY_NAME = 'libksm_preload.so';
 
 /** /usr/lib64 where the system has it (Red Hat, SUSE), else /usr/lib. */
 export function defaultLibraryFolder(): string {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { KsmError } from '../core/errors.js';
+import { ENV_MODE, MODES, PRELOAD_PATH_PUNCTUATION } from '../core/facts.js';
 import { preloadLibrary } from '../core/paths.js';
 import { bootLines } from '../kernel/persist.js';
 import {
@@ -34,7 +35,8 @@ export type SnippetFormat = (typeof SNIPPET_FORMATS)[number];
 /** KSM_PRELOAD_MODE of the library: `auto` (the default) uses prctl where the kernel has it, else madvise. */
 export type PreloadMode = 'auto' | 'prctl' | 'madvise';
 
-const MODES: readonly PreloadMode[] = ['auto', 'prctl', 'madvise'];
+/** The library's modes a snippet can ask for (`off` would load it for nothing). */
+const SNIPPET_MODES = MODES.filter((mode): mode is PreloadMode => mode !== 'off');
 
 /** Options of initSnippet(). */
 export interface SnippetOptions {
@@ -56,7 +58,7 @@ export interface SnippetOptions {
 }
 
 /** What LD_PRELOAD can carry: the loader splits it at spaces and colons and expands `$`. */
-const PRELOAD_SAFE_PATH = /^\/[A-Za-z0-9._+/-]+$/;
+const PRELOAD_SAFE_PATH = new RegExp(`^/[A-Za-z0-9${PRELOAD_PATH_PUNCTUATION.replace(/[\\^\]-]/g, '\\$&')}]+$`);
 
 /**
  * Refuses a library path LD_PRELOAD cannot carry (relative, space, colon, `$`,
@@ -86,11 +88,11 @@ export function initSnippet(options: SnippetOptions): string {
   if (!(SNIPPET_FORMATS as readonly string[]).includes(format)) {
     throw new RangeError(`unknown snippet format ${JSON.stringify(format)}; use one of ${SNIPPET_FORMATS.join(', ')}`);
   }
-  if (!MODES.includes(mode)) throw new RangeError(`mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
+  if (!SNIPPET_MODES.includes(mode)) throw new RangeError(`mode must be one of ${SNIPPET_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
   if (format === 'ksmd-boot') return ksmdBootSnippet(options.knobs ?? { run: 1 });
   if (format === 'systemd' && systemdForm(options) === 'memory-ksm') return systemdMemoryKsmSnippet();
   const lib = validatePreloadPath(options.libPath ?? builtLibrary());
-  const env: Array<[string, string]> = mode === 'auto' ? [] : [['KSM_PRELOAD_MODE', mode]];
+  const env: Array<[string, string]> = mode === 'auto' ? [] : [[ENV_MODE, mode]];
   return WRITERS[format](lib, env);
 }
 

@@ -17,10 +17,11 @@
 #include <unistd.h>
 
 #include "ksm_abi.h"
+#include "ksm_facts.h"
 
 enum ksm_mode { KSM_MODE_AUTO, KSM_MODE_PRCTL, KSM_MODE_MADVISE, KSM_MODE_OFF };
 
-static const char *const ksm_mode_names[] = {"auto", "prctl", "madvise", "off"};
+static const char *const ksm_mode_names[] = {KSM_FACT_MODES};
 
 /* Default smallest mapping worth marking: no more than one page (4, 16 or 64 KiB),
  * i.e. every mapping. */
@@ -98,10 +99,10 @@ static inline int ksm_parse_mode(const char *text, enum ksm_mode *mode) {
 }
 
 static inline enum ksm_mode ksm_env_mode(const char *who) {
-  const char *value = ksm_env_value("KSM_PRELOAD_MODE");
+  const char *value = ksm_env_value(KSM_FACT_ENV_MODE);
   enum ksm_mode mode = KSM_MODE_AUTO;
   if (value && !ksm_parse_mode(value, &mode)) {
-    ksm_env_warn(who, "KSM_PRELOAD_MODE", value, "auto, prctl, madvise or off", "auto");
+    ksm_env_warn(who, KSM_FACT_ENV_MODE, value, "auto, prctl, madvise or off", "auto");
   }
   return mode;
 }
@@ -138,7 +139,7 @@ static inline int ksm_parse_bytes(const char *text, uint64_t *out) {
 
 /* KSM_PRELOAD_MIN_BYTES, else ksm_preload's KSMP_MERGE_THRESHOLD, else the default. */
 static inline uint64_t ksm_env_min_bytes(const char *who) {
-  static const char *const names[] = {"KSM_PRELOAD_MIN_BYTES", "KSMP_MERGE_THRESHOLD"};
+  static const char *const names[] = {KSM_FACT_ENV_MIN_BYTES, KSM_FACT_ENV_LEGACY_THRESHOLD};
   for (size_t i = 0; i < 2; i++) {
     const char *value = ksm_env_value(names[i]);
     uint64_t bytes;

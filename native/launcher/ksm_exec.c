@@ -29,11 +29,11 @@
 
 #include "ksm_env.h"
 
-#define WHO "ksm-exec"
+#define WHO KSM_FACT_LAUNCHER_NAME
 #define EXIT_USAGE 125
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
-#define LIBRARY_NAME "libksm_preload.so"
+#define LIBRARY_NAME KSM_FACT_LIBRARY_NAME
 #define PROBE_KERNEL_ARGUMENT "--probe-kernel"
 /* argv[1] of the copy of ksm-exec that the exec-survival probe starts. */
 #define REPORT_MERGE_FLAG_ARGUMENT "--report-merge-flag"
@@ -99,11 +99,11 @@ static struct options parse_arguments(int argc, char **argv) {
   return options;
 }
 
-/* LD_PRELOAD splits on spaces and colons and expands $ORIGIN-style tokens. */
+/* LD_PRELOAD splits on spaces and colons and expands $ORIGIN-style tokens (ksm_facts.h). */
 static int preloadable(const char *path) {
   if (path[0] != '/') return 0;
   for (const char *p = path; *p; p++) {
-    int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._+/-", *p);
+    int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr(KSM_FACT_PRELOAD_PATH_PUNCTUATION, *p);
     if (!ok) return 0;
   }
   return 1;
@@ -323,7 +323,7 @@ static void use_preload_library(const struct options *options, const char *file)
   }
   if (access(library, R_OK) != 0) fail(EXIT_USAGE, "cannot read the library ", library);
   prepend_preload(library);
-  setenv("KSM_PRELOAD_MODE", "madvise", 1);
+  setenv(KSM_FACT_ENV_MODE, "madvise", 1);
   warn_if_preload_ignored(options->command[0], file);
 }
 
@@ -344,7 +344,7 @@ int main(int argc, char **argv) {
     return probe_kernel(pretend_no_prctl, pretend_lost_at_exec, ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PROCMAP_QUERY"));
   }
   struct options options = parse_arguments(argc, argv);
-  int verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
+  int verbose = ksm_env_bool(WHO, KSM_FACT_ENV_VERBOSE);
   int inherited;
   char found[PATH_MAX];
   const char *file = options.mode == KSM_MODE_OFF ? NULL : resolve_command(options.command[0], found, sizeof found);
@@ -352,7 +352,7 @@ int main(int argc, char **argv) {
   if (options.mode == KSM_MODE_OFF) {
     /* Off means off, also for a flag inherited from our own parent. */
     clear_inherited_merge_flag();
-    setenv("KSM_PRELOAD_MODE", "off", 1);
+    setenv(KSM_FACT_ENV_MODE, "off", 1);
     say(verbose, "mode off", 0);
   } else if (privileged) {
     /* The prctl flag would survive the exec (the loader drops LD_PRELOAD by itself). */

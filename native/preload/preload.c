@@ -48,7 +48,7 @@ __attribute__((constructor)) static void ksm_preload_start(void) {
   enum ksm_mode requested = ksm_env_mode(WHO);
   uint64_t min_bytes = ksm_env_min_bytes(WHO);
   int pretend_no_prctl = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PRCTL");
-  verbose = ksm_env_bool(WHO, "KSM_PRELOAD_VERBOSE");
+  verbose = ksm_env_bool(WHO, KSM_FACT_ENV_VERBOSE);
   without_procmap_query = ksm_env_bool(WHO, "KSM_PRELOAD_TEST_NO_PROCMAP_QUERY");
 
   if (requested == KSM_MODE_OFF) {

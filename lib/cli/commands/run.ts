@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { ksmAddon } from '../../core/capability.js';
+import { MODES } from '../../core/facts.js';
 import { execInPlace } from '../../marking/exec.js';
 import { launcher, preloadLibrary } from '../../core/paths.js';
 import type { CliContext, Command } from '../command.js';
 import { parseCommandArgs, UsageError } from '../usage.js';
-
-const MODES = ['auto', 'prctl', 'madvise', 'off'];
 
 /** Splits `[OPTIONS] [--] CMD ARGS…`: the command's own flags end at `--` or at the first word that is not an option. */
 function splitCommandLine(args: string[]): { own: string[]; command: string[] } {
@@ -82,7 +81,7 @@ Examples:
     const { own, command } = splitCommandLine(args);
     const { values } = parseCommandArgs(own, { mode: { type: 'string' } });
     const mode = values.mode ?? 'auto';
-    if (!MODES.includes(mode)) throw new UsageError(`--mode takes ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
+    if (!(MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode takes ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
     if (command.length === 0) throw new UsageError('which program? ksm run [--mode M] -- CMD ARGS…');
     const exec = launcher();
     if (exec.path !== undefined && ksmAddon().addon !== undefined) {

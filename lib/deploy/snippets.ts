@@ -79,8 +79,9 @@ export function validatePreloadPath(libPath: string): string {
 
 /**
  * The text that starts programs with KSM merging for one init system or container
- * format. Every form keeps an LD_PRELOAD the program already had; where the format
- * cannot reference the old value the snippet says so. Throws RangeError for a library
+ * format. Every form puts the library first in LD_PRELOAD, ahead of what the program
+ * already preloads: an allocator listed before it would take malloc, and the library's
+ * hooks would never run. Where the format cannot reference the old value the snippet says so. Throws RangeError for a library
  * path LD_PRELOAD cannot carry, TypeError/RangeError for other bad options.
  */
 export function initSnippet(options: SnippetOptions): string {
@@ -111,7 +112,7 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
     [
       '# /etc/systemd/system/SERVICE.service.d/ksm.conf, then: systemctl daemon-reload; systemctl restart SERVICE',
       '# systemd cannot append to a variable: this LD_PRELOAD replaces one the unit sets itself.',
-      '# If the unit already preloads a library, put it first here: LD_PRELOAD=/its/lib.so:' + lib,
+      `# If the unit already preloads a library, list it after this one: LD_PRELOAD=${lib}:/its/lib.so`,
       '[Service]',
       ...[['LD_PRELOAD', lib] as const, ...env].map(([name, value]) => `Environment=${quoteSystemd(`${name}=${value}`)}`),
       '',
@@ -119,14 +120,14 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
   docker: (lib, env) =>
     [
       `# Dockerfile: copy the library in first (\`ksm where\` prints its path on the build host), e.g. COPY libksm_preload.so ${lib}`,
-      '# ${LD_PRELOAD:+...} keeps what the base image preloads.',
-      `ENV LD_PRELOAD="\${LD_PRELOAD:+\${LD_PRELOAD}:}${escapeDockerfile(lib)}"`,
+      '# ${LD_PRELOAD:+...} keeps what the base image preloads, after this library.',
+      `ENV LD_PRELOAD="${escapeDockerfile(lib)}\${LD_PRELOAD:+:\${LD_PRELOAD}}"`,
       ...env.map(([name, value]) => `ENV ${name}=${quoteDockerfile(value)}`),
       '',
     ].join('\n'),
   'docker-run': (lib, env) =>
     [
-      '# -e replaces an LD_PRELOAD the image sets; if it has one, put it first: -e LD_PRELOAD=/its/lib.so:' + lib,
+      `# -e replaces an LD_PRELOAD the image sets; if it has one, list it after this one: -e LD_PRELOAD=${lib}:/its/lib.so`,
       'docker run \\',
       `  --mount ${quoteShell(`type=bind,source=${lib},target=${lib},readonly`)} \\`,
       ...[['LD_PRELOAD', lib] as const, ...env].map(([name, value]) => `  -e ${quoteShell(`${name}=${value}`)} \\`),
@@ -135,7 +136,7 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
     ].join('\n'),
   compose: (lib, env) =>
     [
-      '# docker-compose.yml: environment: replaces an LD_PRELOAD the image sets; if it has one, put it first.',
+      '# docker-compose.yml: environment: replaces an LD_PRELOAD the image sets; if it has one, list it after this one.',
       'services:',
       '  app:',
       '    volumes:',
@@ -150,7 +151,7 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
   k8s: (lib, env) =>
     [
       '# Container spec: env replaces an LD_PRELOAD the image sets ($(VAR) sees only variables of this list);',
-      '# if the image preloads a library, put it first. Mount the library at the same path (hostPath volume).',
+      '# if the image preloads a library, list it after this one. Mount the library at the same path (hostPath volume).',
       'env:',
       ...[['LD_PRELOAD', lib] as const, ...env].flatMap(([name, value]) => [`  - name: ${name}`, `    value: ${quoteKubernetes(value)}`]),
       '',
@@ -158,19 +159,19 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
   supervisord: (lib, env) =>
     [
       '; In the [program:NAME] section. supervisord cannot append to a variable it may not have:',
-      '; if the program already preloads a library, put it first: LD_PRELOAD="/its/lib.so:' + lib + '"',
+      `; if the program already preloads a library, list it after this one: LD_PRELOAD="${lib}:/its/lib.so"`,
       `environment=${[['LD_PRELOAD', lib] as const, ...env].map(([name, value]) => `${name}=${quoteSupervisord(value)}`).join(',')}`,
       '',
     ].join('\n'),
   pm2: (lib, env) =>
     [
-      '// ecosystem.config.js: the app inherits LD_PRELOAD from the shell that runs pm2; the library is added after it.',
+      '// ecosystem.config.js: the app inherits LD_PRELOAD from the shell that runs pm2; the library goes ahead of it.',
       'module.exports = {',
       '  apps: [{',
       "    name: 'app',",
       "    script: 'server.js',",
       '    env: {',
-      `      LD_PRELOAD: [process.env.LD_PRELOAD, ${quoteJavaScript(lib)}].filter(Boolean).join(':'),`,
+      `      LD_PRELOAD: [${quoteJavaScript(lib)}, process.env.LD_PRELOAD].filter(Boolean).join(':'),`,
       ...env.map(([name, value]) => `      ${name}: ${quoteJavaScript(value)},`),
       '    },',
       '  }],',
@@ -179,10 +180,10 @@ const WRITERS: Record<Exclude<SnippetFormat, 'ksmd-boot'>, Writer> = {
     ].join('\n'),
 };
 
-/** POSIX sh: appends to LD_PRELOAD when it is set, then exports. */
+/** POSIX sh: puts the library ahead of what LD_PRELOAD holds, then exports. */
 function shellExports(lib: string, env: ReadonlyArray<[string, string]>): string {
   return [
-    `LD_PRELOAD="\${LD_PRELOAD:+\$LD_PRELOAD:}"${quoteShell(lib)}`,
+    `LD_PRELOAD=${quoteShell(lib)}"\${LD_PRELOAD:+:\$LD_PRELOAD}"`,
     ...env.map(([name, value]) => `${name}=${quoteShell(value)}`),
     `export LD_PRELOAD${env.map(([name]) => ` ${name}`).join('')}`,
     '',

@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { SNIPPET_FORMATS, hostSystemdVersion, initSnippet, validatePreloadPath } from '../../lib/deploy/snippets.js';
-import { requireOrSkip } from '../helpers/e2e.js';
+import { SNIPPET_FORMATS, initSnippet, validatePreloadPath } from '../../lib/deploy/snippets.js';
+import { probedKernel, requireOrSkip } from '../helpers/e2e.js';
 import { runBin, runInProcess } from './harness.js';
 
 const LIB = '/usr/lib64/libksm_preload.so';
@@ -23,9 +23,9 @@ function shellReadBack(snippet: string, env: Record<string, string>, names = ['L
 }
 
 describe('shell formats (sysv, openrc) read back through sh', () => {
-  it.each(['sysv', 'openrc'] as const)('%s appends to an existing LD_PRELOAD and sets the mode', (format) => {
+  it.each(['sysv', 'openrc'] as const)('%s puts the library ahead of an existing LD_PRELOAD and sets the mode', (format) => {
     const snippet = initSnippet({ format, libPath: LIB, mode: 'madvise' });
-    expect(shellReadBack(snippet, { LD_PRELOAD: EXISTING })).toEqual({ LD_PRELOAD: `${EXISTING}:${LIB}`, KSM_PRELOAD_MODE: 'madvise' });
+    expect(shellReadBack(snippet, { LD_PRELOAD: EXISTING })).toEqual({ LD_PRELOAD: `${LIB}:${EXISTING}`, KSM_PRELOAD_MODE: 'madvise' });
     expect(shellReadBack(snippet, {})).toEqual({ LD_PRELOAD: LIB, KSM_PRELOAD_MODE: 'madvise' });
     // Exported: a child program sees it.
     const child = spawnSync('sh', ['-c', `${snippet}\nexec sh -c 'printf %s "$LD_PRELOAD"'`], { encoding: 'utf8' });
@@ -74,21 +74,21 @@ describe('YAML formats read back with a YAML parser', () => {
 describe('Dockerfile', () => {
   it('ENV references the image\'s own LD_PRELOAD with ${VAR:+...}', () => {
     const snippet = initSnippet({ format: 'docker', libPath: LIB, mode: 'prctl' });
-    expect(snippet).toContain(`ENV LD_PRELOAD="\${LD_PRELOAD:+\${LD_PRELOAD}:}${LIB}"`);
+    expect(snippet).toContain(`ENV LD_PRELOAD="${LIB}\${LD_PRELOAD:+:\${LD_PRELOAD}}"`);
     expect(snippet).toContain('ENV KSM_PRELOAD_MODE="prctl"');
     // Docker's word expansion follows sh for ${VAR:+word}: check the value with sh.
     const value = /^ENV LD_PRELOAD=(.*)$/m.exec(snippet)?.[1] ?? '';
-    expect(shellReadBack(`LD_PRELOAD=${value}`, { LD_PRELOAD: EXISTING }, ['LD_PRELOAD'])).toEqual({ LD_PRELOAD: `${EXISTING}:${LIB}` });
+    expect(shellReadBack(`LD_PRELOAD=${value}`, { LD_PRELOAD: EXISTING }, ['LD_PRELOAD'])).toEqual({ LD_PRELOAD: `${LIB}:${EXISTING}` });
   });
 });
 
 describe('pm2 ecosystem file', () => {
-  it('node loads it and appends to the LD_PRELOAD pm2 runs with', () => {
+  it('node loads it and puts the library ahead of the LD_PRELOAD pm2 runs with', () => {
     const file = join(work, 'ecosystem.config.js');
     writeFileSync(file, initSnippet({ format: 'pm2', libPath: LIB, mode: 'madvise' }));
     const read = (env: Record<string, string>): unknown =>
       JSON.parse(spawnSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(file)}).apps[0].env)`], { env, encoding: 'utf8' }).stdout);
-    expect(read({ LD_PRELOAD: EXISTING })).toEqual({ LD_PRELOAD: `${EXISTING}:${LIB}`, KSM_PRELOAD_MODE: 'madvise' });
+    expect(read({ LD_PRELOAD: EXISTING })).toEqual({ LD_PRELOAD: `${LIB}:${EXISTING}`, KSM_PRELOAD_MODE: 'madvise' });
     expect(read({})).toEqual({ LD_PRELOAD: LIB, KSM_PRELOAD_MODE: 'madvise' });
   });
 });
@@ -106,10 +106,34 @@ describe('systemd drop-in', () => {
     expect(result.stderr).toBe('');
   });
 
-  it('picks the form by the host: MemoryKSM=yes needs systemd 256+', () => {
-    const auto = initSnippet({ format: 'systemd', libPath: LIB });
-    if (hostSystemdVersion() >= 256) expect(auto).toContain('MemoryKSM=yes');
-    else expect(auto).toContain(`Environment="LD_PRELOAD=${LIB}"`);
+  /** PATH with a fake `systemctl` that reports this version (or none on the PATH at all). */
+  function withSystemd<T>(version: number | undefined, run: () => T): T {
+    const bin = mkdtempSync(join(work, 'bin-'));
+    if (version !== undefined) writeFileSync(join(bin, 'systemctl'), `#!/bin/sh\necho "systemd ${version} (${version}.1-1)"\n`, { mode: 0o755 });
+    vi.stubEnv('PATH', version === undefined ? bin : `${bin}:${process.env.PATH ?? ''}`);
+    try {
+      return run();
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  }
+
+  it('picks MemoryKSM=yes only with systemd 256+ on a kernel that keeps the flag across exec', () => {
+    const keeps = probedKernel().execSurvival;
+    const memoryKsm = /^MemoryKSM=yes$/m;
+    const preload = `Environment="LD_PRELOAD=${LIB}"`;
+    expect(withSystemd(257, () => initSnippet({ format: 'systemd', libPath: LIB }))).toMatch(keeps ? memoryKsm : /LD_PRELOAD=/);
+    expect(withSystemd(256, () => initSnippet({ format: 'systemd', libPath: LIB }))).toMatch(keeps ? memoryKsm : /LD_PRELOAD=/);
+    // 254 and 255 fail every MemoryKSM=yes service with EINVAL; without systemd there is nothing to read it.
+    for (const version of [255, 254, 252, undefined]) {
+      const snippet = withSystemd(version, () => initSnippet({ format: 'systemd', libPath: LIB }));
+      expect(snippet, `systemd ${version}`).toContain(preload);
+      expect(snippet, `systemd ${version}`).not.toMatch(memoryKsm);
+    }
+    vi.stubEnv('KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC', '1');
+    const lost = initSnippet({ format: 'systemd', libPath: LIB, systemd: 'auto' });
+    vi.unstubAllEnvs();
+    expect(withSystemd(257, () => lost)).toContain(preload);
   });
 
   it('MemoryKSM=yes on request, and the LD_PRELOAD form when madvise is asked for', () => {

@@ -29,7 +29,7 @@ function shell(script: string, preset?: string): string {
   return result.stdout.toString();
 }
 
-/** What each format's consumer reads back as LD_PRELOAD; `kept` when it appends to an existing value. */
+/** What each format's consumer reads back as LD_PRELOAD; `kept` when it keeps an existing value after the library. */
 type ReadBack = { value: string; kept?: boolean };
 
 // Dockerfile has no parser on this machine: its ENV line must carry the path unaltered.
@@ -97,7 +97,7 @@ describe('snippet library paths from a fuzz corpus', () => {
           continue;
         }
         const readBack = consumer(snippet);
-        expect(readBack.value, `${format} with ${JSON.stringify(path)}`).toBe(readBack.kept ? `${EXISTING}:${path}` : path);
+        expect(readBack.value, `${format} with ${JSON.stringify(path)}`).toBe(readBack.kept ? `${path}:${EXISTING}` : path);
       }
       expect(accepted).toBe(corpus.filter((path) => CARRIABLE.test(path)).length);
     });

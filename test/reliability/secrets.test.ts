@@ -44,7 +44,7 @@ describe('secrets stay unmergeable', () => {
   }
 });
 
-describe('the C pattern for secrets (README.md, Security)', () => {
+describe('the C pattern for secrets (docs/SECURITY.md)', () => {
   for (const mode of ['madvise', 'prctl'] as const) {
     it(`ksm_preload_exclude_range + MADV_UNMERGEABLE keeps a region unmarked (${mode})`, async (ctx) => {
       requireOrSkip(ctx, mode === 'prctl' ? prctlUnavailable() : undefined);

@@ -57,7 +57,7 @@ function fence(language, text) {
  */
 export function renderApiDoc(root = repoRoot) {
   const entry = join(root, 'lib', 'index.ts');
-  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true, strict: true, types: ['node'], module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext });
+  const program = ts.createProgram([entry], { ...projectOptions(root), noEmit: true });
   const checker = program.getTypeChecker();
   const index = program.getSourceFile(entry);
   if (!index) throw new Error(`${entry} was not loaded`);
@@ -99,6 +99,14 @@ export function renderApiDoc(root = repoRoot) {
     for (const item of section.entries) lines.push('', `### ${item.name}`, '', ...item.lines);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The compiler options of tsconfig.json, so types print as the project sees them from any folder. */
+function projectOptions(root) {
+  const file = join(root, 'tsconfig.json');
+  const { config, error } = ts.readConfigFile(file, ts.sys.readFile);
+  if (error) throw new Error(ts.flattenDiagnosticMessageText(error.messageText, '\n'));
+  return ts.parseJsonConfigFileContent(config, ts.sys, root, undefined, file).options;
 }
 
 /** The `// Heading.` line comment right above an export statement, without its full stop. */
@@ -210,7 +218,10 @@ function printDeclaration(checker, declaration) {
     const type = declaration.type
       ? declaration.type.getText(source)
       : checker.typeToString(checker.getTypeAtLocation(declaration), undefined, ts.TypeFormatFlags.NoTruncation);
-    return `const ${declaration.name.getText(source)}: ${type};`;
+    // A short value is part of the contract (defaults, messages); an `as const` list is its type already.
+    const value = declaration.initializer?.getText(source);
+    const showValue = value !== undefined && value !== type && value.length <= 600 && !ts.isAsExpression(declaration.initializer);
+    return `const ${declaration.name.getText(source)}: ${type}${showValue ? ` = ${value}` : ''};`;
   }
   const text = printer.printNode(ts.EmitHint.Unspecified, node, source);
   // The declaration's own TSDoc is rendered as prose above the signature.

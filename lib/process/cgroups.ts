@@ -2,7 +2,7 @@
 // is, by the names the engine's own metadata files give them.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkCString } from '../core/validate.js';
+import { checkCString, checkOptions } from '../core/validate.js';
 
 /** What a cgroup path is: a container of an engine, a pod, a systemd unit, or just the path. */
 export interface CgroupIdentity {
@@ -30,7 +30,8 @@ const ID = '[0-9a-f]{64}';
 /**
  * Names the container (podman, docker, containerd, CRI-O, Kubernetes) or systemd unit
  * behind a cgroup path, from the path itself and the engines' metadata files: podman's
- * storage (containers.json and its pod database), docker's config.v2.json, the OCI
+ * storage (containers.json and its pod database; where `podman --root` put it, the
+ * container's conmon says), docker's config.v2.json, the OCI
  * bundles of containerd and CRI-O, and /var/log/pods. What cannot be read is left out;
  * `name` then falls back to the engine and short id, or to the path. Never throws for
  * a path it does not recognise.
@@ -41,7 +42,7 @@ const ID = '[0-9a-f]{64}';
 export function identifyCgroup(path: string, options?: IdentifyCgroupOptions): CgroupIdentity {
   const operation = 'identifyCgroup';
   checkCString(operation, 'path', path);
-  if (options !== undefined && (typeof options !== 'object' || options === null)) throw new TypeError(`${operation}: options must be an object`);
+  checkOptions(operation, options, ['root']);
   const root = options?.root === undefined ? '/' : checkCString(operation, 'options.root', options.root);
   const segments = path.split('/').filter((segment) => segment !== '');
   return kubernetes(path, segments, root) ?? podman(path, segments, root) ?? docker(path, segments, root) ?? containerd(path, segments, root) ?? systemd(path, segments) ?? { path, name: path };

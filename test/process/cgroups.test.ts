@@ -190,5 +190,6 @@ describe('identifyCgroup: systemd and plain paths', () => {
     expect(() => identifyCgroup('')).toThrow(RangeError);
     expect(() => identifyCgroup('/a', { root: 3 as unknown as string })).toThrow(TypeError);
     expect(() => identifyCgroup('/a', 'x' as unknown as object)).toThrow(TypeError);
+    expect(() => identifyCgroup('/a', { rot: '/' } as unknown as object)).toThrow(TypeError);
   });
 });

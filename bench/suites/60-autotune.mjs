@@ -50,6 +50,7 @@ process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 const ksm = require(`${root}dist/cjs/index.js`);
 const { measureMergedBytes } = require(`${root}dist/cjs/analysis/analyze.js`);
 const { ksmdCpuSeconds } = require(`${root}dist/cjs/fleet/ksmd-cpu.js`);
+const { MergeableCensus } = require(`${root}dist/cjs/fleet/autotune-sample.js`);
 
 const argValue = (flag) => {
   const index = process.argv.indexOf(flag);
@@ -193,6 +194,22 @@ const VARIANTS = [
   { name: 'kernel advisor', start: fixedKnobs({ advisor_mode: 'scan-time', run: 1 }) },
 ];
 
+const PAGE = ksm.systemKsmStats().pageSize;
+
+/** Resident anonymous pages of the workers (statm resident − shared); the launcher execs, so the pids are theirs. */
+function workerPages(pids) {
+  let pages = 0;
+  for (const pid of pids) {
+    try {
+      const [, resident, shared] = readFileSync(`/proc/${pid}/statm`, 'latin1').split(' ').map(Number);
+      pages += resident - shared;
+    } catch {
+      // gone
+    }
+  }
+  return pages;
+}
+
 // --- the workload ---
 function startWorker() {
   const exec = ksm.launcher().path;
@@ -228,10 +245,14 @@ async function runVariant(variant) {
     workers.push(startWorker());
     controller = variant.start(pids);
     const samples = [];
+    // ksmd scans every process that opted in: other people's count in its CPU time.
+    const census = new MergeableCensus();
+    const othersBytes = [];
     const end = started + MINUTES * 60_000;
     while (Date.now() < end) {
       const elapsed = (Date.now() - started) / 1000;
       while (workers.length < WORKERS && elapsed >= workers.length * ARRIVAL_SECONDS) workers.push(startWorker());
+      if (samples.length % 5 === 0) othersBytes.push((census.count(PAGE, Date.now(), 0).mergeablePages - workerPages(pids())) * PAGE);
       samples.push({ seconds: elapsed, mergedBytes: (await measureMergedBytes(pids())) ?? 0, ksmdCpuSeconds: ksmdCpuSeconds() - cpuAtStart });
       await sleep(Math.max(0, SAMPLE_MS - ((Date.now() - started) % SAMPLE_MS)));
     }
@@ -251,6 +272,7 @@ async function runVariant(variant) {
       ksmdCpuSeconds: ksmdCpu,
       ksmdCpuAt90: reached?.ksmdCpuSeconds,
       controllerCpuSeconds: controllerCpu,
+      othersMergeableBytes: othersBytes.reduce((sum, bytes) => sum + bytes, 0) / Math.max(1, othersBytes.length),
       samples,
     };
   } finally {
@@ -307,10 +329,10 @@ async function main() {
     save([]);
     console.error(`${variant.name}: 90 % after ${fmt(result.secondsTo90)} s, ksmd ${fmt(result.ksmdCpuSeconds, 2)} CPU-s`);
   }
-  const header = ['variant', 'ideal MiB', 'merged MiB at end', 'time to 90 % (s)', `ksmd CPU-s over ${MINUTES} min`, 'ksmd CPU-s until 90 %', 'controller CPU-s'];
+  const header = ['variant', 'ideal MiB', 'merged MiB at end', 'time to 90 % (s)', `ksmd CPU-s over ${MINUTES} min`, 'ksmd CPU-s until 90 %', 'controller CPU-s', "others' mergeable MiB"];
   console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
   for (const r of results) {
-    console.log(`| ${[r.variant, fmt(r.idealBytes / MiB), fmt(r.finalMergedBytes / MiB), fmt(r.secondsTo90), fmt(r.ksmdCpuSeconds, 2), fmt(r.ksmdCpuAt90, 2), fmt(r.controllerCpuSeconds, 2)].join(' | ')} |`);
+    console.log(`| ${[r.variant, fmt(r.idealBytes / MiB), fmt(r.finalMergedBytes / MiB), fmt(r.secondsTo90), fmt(r.ksmdCpuSeconds, 2), fmt(r.ksmdCpuAt90, 2), fmt(r.controllerCpuSeconds, 2), fmt(r.othersMergeableBytes / MiB, 0)].join(' | ')} |`);
   }
   const goals = verdicts(results);
   if (goals.length) {

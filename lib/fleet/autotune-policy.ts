@@ -29,7 +29,7 @@ export const DEFAULT_AUTOTUNE_SETTINGS: Readonly<AutotuneSettings> = {
   thresholdMinBytes: 2048 * 2 ** 20,
   pressurePercent: 10,
   boostScanSeconds: 2,
-  relaxScanSeconds: 20,
+  relaxScanSeconds: 60,
   recheckSeconds: 600,
 };
 

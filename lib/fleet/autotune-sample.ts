@@ -59,8 +59,13 @@ function anonymousPages(pid: number): number {
  */
 export class MergeableCensus {
   private readonly cache = new Map<number, CachedProcess>();
+  /** Unscanned pages first seen, per process, and ksmd's full_scans then. */
+  private readonly deficits = new Map<number, { pages: number; fullScans: number }>();
+  /** Pages ksmd left unscanned through two whole scans (it cannot take them: not present, huge, pinned). */
+  private readonly unscannable = new Map<number, number>();
 
-  count(pageSize: number, nowMs: number): { mergeablePages: number; unscannedPages: number } {
+  /** `fullScans` is ksmd's counter now: unscanned pages that outlast two full scans are not waiting for ksmd. */
+  count(pageSize: number, nowMs: number, fullScans: number): { mergeablePages: number; unscannedPages: number } {
     let mergeablePages = 0;
     let unscannedPages = 0;
     const seen = new Set<number>();
@@ -70,13 +75,39 @@ export class MergeableCensus {
       if (!found) continue;
       seen.add(Number(entry));
       mergeablePages += found.mergeablePages;
-      // A few percent of a process come and go between scans (freed and new heap
-      // pages); a new process, or one that grew, is unscanned in bulk.
-      const unscanned = found.mergeablePages - found.rmapItems;
-      if (unscanned > Math.max(CHURN_PAGES, found.mergeablePages * CHURN_SHARE)) unscannedPages += unscanned;
+      unscannedPages += this.waiting(Number(entry), found, fullScans);
     }
-    for (const pid of this.cache.keys()) if (!seen.has(pid)) this.cache.delete(pid);
+    for (const known of [this.cache, this.deficits, this.unscannable]) {
+      for (const pid of known.keys()) if (!seen.has(pid)) known.delete(pid);
+    }
     return { mergeablePages, unscannedPages };
+  }
+
+  /**
+   * The pages of one process that wait for ksmd's first look. A few percent of a
+   * process come and go between scans (freed and new heap pages); a new process, or
+   * one that grew, is unscanned in bulk.
+   */
+  private waiting(pid: number, found: { mergeablePages: number; rmapItems: number }, fullScans: number): number {
+    const unscanned = Math.max(0, found.mergeablePages - found.rmapItems);
+    const known = this.unscannable.get(pid);
+    const floor = known === undefined ? 0 : Math.min(known, unscanned);
+    if (known !== undefined) this.unscannable.set(pid, floor);
+    const fresh = unscanned - floor;
+    const churn = Math.max(CHURN_PAGES, found.mergeablePages * CHURN_SHARE);
+    if (fresh <= churn) {
+      this.deficits.delete(pid);
+      return 0;
+    }
+    const since = this.deficits.get(pid);
+    if (since === undefined || fresh > since.pages + churn) {
+      this.deficits.set(pid, { pages: fresh, fullScans });
+    } else if (fullScans - since.fullScans >= 2) {
+      this.unscannable.set(pid, unscanned);
+      this.deficits.delete(pid);
+      return 0;
+    }
+    return fresh;
   }
 
   private process(pid: number, pageSize: number, nowMs: number): { mergeablePages: number; rmapItems: number } | undefined {
@@ -114,7 +145,7 @@ export function readAutotuneSample(census: MergeableCensus): AutotuneSample {
   const timeMs = Number(process.hrtime.bigint() / 1_000_000n);
   const stats = systemKsmStats();
   const memory = readMemInfo();
-  const { mergeablePages, unscannedPages } = census.count(stats.pageSize, timeMs);
+  const { mergeablePages, unscannedPages } = census.count(stats.pageSize, timeMs, stats.counters.full_scans ?? 0);
   return {
     timeMs,
     pageSize: stats.pageSize,

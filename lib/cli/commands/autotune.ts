@@ -74,7 +74,7 @@ Options:
   --threshold-mib MIB         ... or below MIB available, whichever is larger (default 2048)
   --pressure PERCENT          PSI memory some avg10 that counts as short (default 10)
   --boost-scan-time SECONDS   seconds per full scan while boosting (default 2)
-  --relax-scan-time SECONDS   seconds per full scan while relaxing (default 20)
+  --relax-scan-time SECONDS   seconds per full scan while relaxing (default 60)
   --recheck SECONDS           after stopping, look again this often (default 600)
   --dry-run                   decide and log, write no knob (nor the state file
                               unless --state or KSM_AUTOTUNE_LOG names one)

@@ -7,6 +7,7 @@
 const { spawnSync } = require('node:child_process');
 const { existsSync, mkdirSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
+const { prebuildFolder } = require('./libc.js');
 
 const root = join(__dirname, '..');
 const statusFile = join(root, 'build', 'ksm-build-status.json');
@@ -17,7 +18,8 @@ function recordStatus(status) {
 }
 
 function prebuildDir() {
-  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  // Keyed by C library too: an Alpine install must never take a glibc build.
+  const dir = prebuildFolder(root);
   const complete = ['libksm_preload.so', 'ksm-exec', 'ksm-attach'].every((file) => existsSync(join(dir, file)));
   return complete ? dir : undefined;
 }

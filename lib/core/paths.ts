@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { packageRoot } from './addon.js';
 import { LAUNCHER_NAME, LIBRARY_NAME } from './facts.js';
@@ -6,10 +7,13 @@ import { LAUNCHER_NAME, LIBRARY_NAME } from './facts.js';
 /** A file of the native build: its path, or why there is none. */
 export type BuiltFile = { path: string; reason?: undefined } | { path?: undefined; reason: string };
 
+/** scripts/libc.js, which the install step shares: the prebuild folder for this C library. */
+const { prebuildFolder } = createRequire(__filename)(join(packageRoot, 'scripts', 'libc.js')) as { prebuildFolder: (root: string) => string };
+
 function findBuilt(fileName: string): BuiltFile {
   if (process.platform !== 'linux') return { reason: `${fileName} is built for Linux only; this is ${process.platform}` };
   const candidates = [
-    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, fileName),
+    join(prebuildFolder(packageRoot), fileName),
     join(packageRoot, 'build', 'Release', fileName),
   ];
   const found = candidates.find((file) => existsSync(file));

@@ -10,6 +10,7 @@ import { attachRefusal, parseCredentials } from '../../lib/attach/safety.js';
 import { attachHelper } from '../../lib/core/paths.js';
 import { runInProcess } from '../cli/harness.js';
 import { requireOrSkip } from '../helpers/e2e.js';
+import { requireTool } from '../helpers/tools.js';
 import { attachUnavailable, removeFixture, sleep, startProgram, startTarget, stop, targetBinary } from './targets.js';
 
 afterAll(removeFixture);
@@ -160,7 +161,7 @@ describe('refusals', () => {
 
   it('refuses a process that is already traced, naming the tracer', async (ctx) => {
     requireOrSkip(ctx, attachUnavailable());
-    if (spawnSync('strace', ['-V']).status !== 0) return requireOrSkip(ctx, 'strace is missing (Debian package strace)');
+    requireTool(ctx, 'strace');
     const traced = await startProgram('strace', ['-o', '/dev/null', targetBinary(), 'nanosleep', '20000']);
     const pid = Number(readFileSync(`/proc/${traced.pid}/task/${traced.pid}/children`, 'utf8').trim());
     try {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { analyzeMemory } from '../../lib/analysis/analyze.js';
 import { attachProcess, detachProcess } from '../../lib/attach/attach.js';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { toolMissing } from '../helpers/tools.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { WITH_KSMD } from '../cli/harness.js';
 import { mergingPages, settleMerging } from './merging.js';
@@ -19,7 +20,7 @@ const KEYS = 2000;
 const VALUE_BYTES = 8192;
 
 function unavailable(mode: 'prctl' | 'madvise'): string | undefined {
-  return attachUnavailable() ?? (mode === 'prctl' ? prctlUnavailable() : ksmUnavailable());
+  return attachUnavailable() ?? toolMissing('redis-server') ?? toolMissing('redis-cli') ?? (mode === 'prctl' ? prctlUnavailable() : ksmUnavailable());
 }
 
 describe.each(['prctl', 'madvise'] as const)('four identical redis-servers attached with %s', (mode) => {
@@ -70,7 +71,7 @@ describe.each(['prctl', 'madvise'] as const)('four identical redis-servers attac
 
 describe('a busy redis-server', () => {
   it('answers every request correctly through 1,000 attach/detach cycles', async (ctx) => {
-    requireOrSkip(ctx, attachUnavailable());
+    requireOrSkip(ctx, attachUnavailable() ?? toolMissing('redis-server'));
     const server = await startRedis();
     const client = await RespClient.open(server.port);
     let running = true;

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { requireTool } from '../helpers/tools.js';
 import { MODERN_TREE, runInProcess, useFakeSysfs } from './harness.js';
 
 let cleanups: Array<() => void> = [];
@@ -35,7 +36,8 @@ describe('--persist', () => {
     return dir;
   }
 
-  it('writes a tmpfiles.d entry on systemd hosts that systemd-tmpfiles applies', async () => {
+  it('writes a tmpfiles.d entry on systemd hosts that systemd-tmpfiles applies', async (ctx) => {
+    requireTool(ctx, 'systemd-tmpfiles');
     const root = fakeTree();
     const etc = persistRoot(true);
     expect((await runInProcess(['enable', '--persist'])).code).toBe(0);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { quoteDockerfile, quoteJavaScript, quoteKubernetes, quoteShell, quoteSupervisord, quoteSystemd, quoteYaml } from '../../lib/deploy/quote.js';
+import { requireTool } from '../helpers/tools.js';
 
 const HOSTILE = [
   "it's",
@@ -46,7 +47,8 @@ describe('quoteJavaScript', () => {
 });
 
 describe('quoteSystemd', () => {
-  it('systemd-analyze verify accepts every hostile value without a warning (an unescaped % would fail to resolve)', () => {
+  it('systemd-analyze verify accepts every hostile value without a warning (an unescaped % would fail to resolve)', (ctx) => {
+    requireTool(ctx, 'systemd-analyze');
     const dir = mkdtempSync(join(tmpdir(), 'ksm-cli-quote-'));
     try {
       const unit = join(dir, 'ksm-quote-test.service');

@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { SNIPPET_FORMATS, initSnippet, validatePreloadPath } from '../../lib/deploy/snippets.js';
 import { probedKernel, requireOrSkip } from '../helpers/e2e.js';
+import { requireTool } from '../helpers/tools.js';
 import { runBin, runInProcess } from './harness.js';
 
 const LIB = '/usr/lib64/libksm_preload.so';
@@ -95,7 +96,7 @@ describe('pm2 ecosystem file', () => {
 
 describe('systemd drop-in', () => {
   it('systemd-analyze verify accepts a unit carrying the LD_PRELOAD form', (ctx) => {
-    requireOrSkip(ctx, existsSync('/usr/bin/systemd-analyze') ? undefined : 'systemd-analyze is not installed (apt-get install systemd)');
+    requireTool(ctx, 'systemd-analyze');
     const snippet = initSnippet({ format: 'systemd', libPath: LIB, mode: 'madvise', systemd: 'preload' });
     expect(snippet).toContain(`Environment="LD_PRELOAD=${LIB}"`);
     expect(snippet).toMatch(/cannot append/);

@@ -10,8 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { ensureBaseImage, onPath, podman, podmanEnv, podmanUnavailable } from '../../scripts/containers/images.mjs';
-import { requireOrSkip } from '../helpers/e2e.js';
+import { ensureBaseImage, podman, podmanEnv, podmanUnavailable } from '../../scripts/containers/images.mjs';
+import { requireTool } from '../helpers/tools.js';
 import {
   BUILT_LIBRARY,
   IMAGE_LIBRARY,
@@ -138,7 +138,7 @@ describe('container snippets in real podman containers', () => {
 
   it('compose: the compose snippet as two services started by `podman-compose up`', async (ctx) => {
     requireContainers(ctx);
-    requireOrSkip(ctx, onPath('podman-compose') ? undefined : 'podman-compose is not installed (apt-get install podman-compose)');
+    requireTool(ctx, 'podman-compose');
     // The snippet's bind mount takes the library from the host path into the same path.
     const fragment = parse(ksm(['snippet', 'compose', '--lib', BUILT_LIBRARY])) as {
       services: { app: { volumes: object[]; environment: Record<string, string> } };

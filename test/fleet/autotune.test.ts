@@ -13,6 +13,7 @@ import { applyKnobs, saveKnobs, type KnobSnapshot } from '../../lib/kernel/tune.
 import { BIN, runBin, WITH_KSMD } from '../cli/harness.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { readKsmCounter, waitFor, withKsmd } from '../helpers/ksmd.js';
+import { requireTool } from '../helpers/tools.js';
 import { removeWorkerBinary, startWorker, stopWorkers, type Worker } from './workers.js';
 
 const PAGES = 8192;
@@ -201,7 +202,7 @@ describe('ksm autotune against the real ksmd', () => {
 
 describe('ksm autotune --install', () => {
   it('writes the unit atomically where asked, with the options in ExecStart, and systemd-analyze verify accepts it', (ctx) => {
-    requireOrSkip(ctx, existsSync('/usr/bin/systemd-analyze') ? undefined : 'systemd-analyze is not installed (apt-get install systemd)');
+    requireTool(ctx, 'systemd-analyze');
     const dir = join(work, 'units');
     rmSync(dir, { recursive: true, force: true });
     // Nothing is written unless asked.
@@ -226,7 +227,7 @@ describe('ksm autotune --install', () => {
   });
 
   it('the repository\'s deploy/systemd/ksm-autotune.service is the unit --install writes, and verifies', (ctx) => {
-    requireOrSkip(ctx, existsSync('/usr/bin/systemd-analyze') ? undefined : 'systemd-analyze is not installed (apt-get install systemd)');
+    requireTool(ctx, 'systemd-analyze');
     const file = resolve(__dirname, '../../deploy/systemd/ksm-autotune.service');
     expect(readFileSync(file, 'utf8')).toBe(autotuneUnitText());
     const verify = spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8' });

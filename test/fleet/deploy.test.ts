@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startExporter } from '../../lib/fleet/exporter.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { toolMissing } from '../helpers/tools.js';
 import { waitFor } from '../helpers/ksmd.js';
 import { parseExposition } from './prometheus-text.js';
 import { removeWorkerBinary, startWorker, stopWorkers, type Worker } from './workers.js';
@@ -130,7 +131,8 @@ describe('Kubernetes manifests and the Grafana dashboard', () => {
 function podmanUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'podman kube play of a hostPID pod needs root';
   for (const tool of ['podman', 'runc', 'catatonit']) {
-    if (spawnSync(tool, ['--version']).error) return `${tool} is missing (apt-get install podman runc catatonit)`;
+    const missing = toolMissing(tool);
+    if (missing) return missing;
   }
   return undefined;
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { TestContext } from 'vitest';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { waitFor } from '../helpers/ksmd.js';
-import { which } from '../reliability/support/native-build.js';
+import { requireTool } from '../helpers/tools.js';
 import { cleanEnv, libraryPath } from '../reliability/support/run.js';
 
 /** A run without the library, and the library's two ways of opting in. */
@@ -28,11 +28,7 @@ export function serverEnv(mode: IntegrityMode, extra: NodeJS.ProcessEnv = {}): N
 /** Skips (or fails under KSM_REQUIRE_E2E=1) without root, KSM or one of the tools; returns their paths. */
 export function requireTools(ctx: TestContext, tools: Array<[command: string, debianPackage: string]>): string[] {
   requireOrSkip(ctx, ksmUnavailable());
-  return tools.map(([command, debianPackage]) => {
-    const path = which(command);
-    requireOrSkip(ctx, path ? undefined : `${command} is not installed (Debian package ${debianPackage})`);
-    return path ?? command;
-  });
+  return tools.map(([command, debianPackage]) => requireTool(ctx, command, debianPackage));
 }
 
 export function mergingPages(pid: number): number {

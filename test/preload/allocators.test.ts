@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initSnippet } from '../../lib/deploy/snippets.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
-import { requireFile } from '../reliability/support/tools.js';
+import { requireFile } from '../helpers/tools.js';
 import { buildFixture, buildLauncher, buildLibrary, coverageReaching, fixturesDir, preloadEnv, python3, startWorkload } from './native-build.js';
 
 // A program that already preloads another malloc gets the library through a snippet or
@@ -43,7 +43,7 @@ describe.each(ALLOCATORS)('with %s preloaded ahead', (_name, allocator, debianPa
   describe.each(Object.keys(WORKLOADS) as (keyof typeof WORKLOADS)[])('a %s workload', (workload) => {
     it('reaches 95 % coverage in madvise mode through the sysv snippet, the library first', async (ctx) => {
       requireOrSkip(ctx, ksmUnavailable());
-      requireFile(ctx, existsSync(allocator), allocator, debianPackage);
+      requireFile(ctx, allocator, debianPackage);
       const [command, args] = WORKLOADS[workload]();
       const snippet = initSnippet({ format: 'sysv', libPath: buildLibrary(), mode: 'madvise' });
       const script = `${snippet}\ncase "$LD_PRELOAD" in ${buildLibrary()}:${allocator}) ;; *) echo "order: $LD_PRELOAD" >&2; exit 3;; esac\nexec "$@"`;
@@ -55,7 +55,7 @@ describe.each(ALLOCATORS)('with %s preloaded ahead', (_name, allocator, debianPa
 
     it('reaches 95 % coverage through ksm-exec --mode madvise, the library first', async (ctx) => {
       requireOrSkip(ctx, ksmUnavailable());
-      requireFile(ctx, existsSync(allocator), allocator, debianPackage);
+      requireFile(ctx, allocator, debianPackage);
       const [command, args] = WORKLOADS[workload]();
       const reading = await coverageThrough(buildLauncher(), ['--mode', 'madvise', '--', command, ...args], withAllocator(allocator));
       expect(reading.ldPreload).toMatch(new RegExp(`^/[^:]+/libksm_preload\\.so:${allocator.replace(/\./g, '\\.')}$`));

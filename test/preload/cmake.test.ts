@@ -3,10 +3,12 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { requireTool } from '../helpers/tools.js';
 import { repoRoot } from './native-build.js';
 
 describe('the standalone CMake build', () => {
-  it('builds and installs lib64/libksm_preload.so and bin/ksm-exec, which finds the library', () => {
+  it('builds and installs lib64/libksm_preload.so and bin/ksm-exec, which finds the library', (ctx) => {
+    requireTool(ctx, 'cmake');
     const work = mkdtempSync(join(tmpdir(), 'ksm-cmake-'));
     const build = join(work, 'build');
     const prefix = join(work, 'usr');

@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { requireOrSkip } from '../helpers/e2e.js';
-import { which } from '../reliability/support/native-build.js';
+import { requireTool } from '../helpers/tools.js';
 import { buildFixture, buildLibrary, preloadEnv, type Mode } from './native-build.js';
 
 // The cost of the hooks on every allocation, in instructions counted by callgrind:
@@ -20,7 +19,7 @@ function instructions(mode: Mode): number {
 
 describe('instructions per allocation', () => {
   it('madvise mode adds at most 5 % and prctl mode at most 1 % to a malloc/free churn', (ctx) => {
-    requireOrSkip(ctx, which('valgrind') ? undefined : 'valgrind is not installed (Debian package valgrind)');
+    requireTool(ctx, 'valgrind');
     buildLibrary();
     const none = instructions('none');
     const madvise = instructions('madvise') / none;

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { requireTool } from '../helpers/tools.js';
 import { coverage } from '../helpers/smaps.js';
 import { buildFixture, buildLibrary, coverageReaching, fixturesDir, preloadEnv, repoRoot, startWorkload, type Toolchain } from './native-build.js';
 import { execFileSync } from 'node:child_process';
@@ -23,7 +24,8 @@ const toolchains: Toolchain[] = [
 ];
 
 describe('the hooks never change errno', () => {
-  it.each(toolchains)('with a library built by $cc $opt', ({ cc, opt }) => {
+  it.for(toolchains)('with a library built by $cc $opt', ({ cc, opt }, ctx) => {
+    if (cc) requireTool(ctx, cc, cc);
     const library = buildLibrary({ cc, opt });
     for (const mode of ['madvise', 'prctl', 'off'] as const) {
       const result = run(buildFixture('errno_hooks'), preloadEnv(mode, library));
@@ -34,7 +36,8 @@ describe('the hooks never change errno', () => {
 });
 
 describe('the dlsym bootstrap', () => {
-  it.each([{ cc: 'gcc' }, { cc: 'clang' }] as const)('serves allocations made inside dlsym ($cc -O2)', ({ cc }) => {
+  it.for([{ cc: 'gcc' }, { cc: 'clang' }] as const)('serves allocations made inside dlsym ($cc -O2)', ({ cc }, ctx) => {
+    requireTool(ctx, cc, cc);
     // A copy of the library whose dlsym allocates: without the bootstrap buffer (or with
     // a recursion flag the optimiser dropped) malloc would recurse into itself forever.
     const out = join(mkdtempSync(join(tmpdir(), 'ksm-bootstrap-')), 'libksm_preload.so');
@@ -61,6 +64,7 @@ describe('threads, fork, exec and signals', () => {
 describe('musl', () => {
   it('a musl-built library works in a musl-linked program', async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
+    requireTool(ctx, 'musl-gcc');
     const library = buildLibrary({ cc: 'musl-gcc' });
     const errnoResult = run(buildFixture('errno_hooks', { cc: 'musl-gcc' }), preloadEnv('madvise', library));
     expect(errnoResult.stdout).toMatch(/^ok \d+\n$/);

@@ -3,10 +3,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { requireOrSkip } from '../helpers/e2e.js';
+import { requireTool } from '../helpers/tools.js';
 import { readSmaps } from '../helpers/smaps.js';
 import { run } from '../reliability/support/run.js';
-import { which } from '../reliability/support/native-build.js';
 import { buildLibrary, MADVISE_KERNELS, preloadEnv, repoRoot } from './native-build.js';
 
 // The periodic full walk must not re-advise every mapping each time: each madvise takes
@@ -26,13 +25,12 @@ function buildWorkload(): string {
 describe('the periodic walk re-advises a bounded number of marked mappings', () => {
   for (const [kernel, extra] of MADVISE_KERNELS) {
     it(`${VMAS} marked VMAs, ${SECONDS} s of allocation: few MADV_MERGEABLE calls${kernel}`, (ctx) => {
-      const strace = which('strace');
-      requireOrSkip(ctx, strace ? undefined : 'strace is not installed (Debian package strace)');
+      const strace = requireTool(ctx, 'strace');
       const workload = buildWorkload();
       const log = join(tmpdir(), `ksm-walk-cost-${process.pid}.log`);
       try {
         const env = preloadEnv('madvise', buildLibrary(), { ...extra, KSM_PRELOAD_VERBOSE: '1' });
-        const result = run(strace ?? 'strace', ['-f', '-qq', '-e', 'trace=madvise', '-e', 'signal=none', '-o', log, '--', workload, String(VMAS), String(SECONDS)], { env, timeoutMs: 60_000 });
+        const result = run(strace, ['-f', '-qq', '-e', 'trace=madvise', '-e', 'signal=none', '-o', log, '--', workload, String(VMAS), String(SECONDS)], { env, timeoutMs: 60_000 });
         expect(result.status, result.stderr.toString()).toBe(0);
         const stderr = result.stderr.toString();
         const walks = Number(/in (\d+) walks/.exec(stderr.split('exit summary')[1] ?? '')?.[1] ?? 0);

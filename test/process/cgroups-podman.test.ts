@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { identifyCgroup } from '../../lib/process/cgroups.js';
 import { cgroupOf } from '../../lib/process/top.js';
 import { requireOrSkip } from '../helpers/e2e.js';
+import { toolMissing } from '../helpers/tools.js';
 
 // Real podman containers, no image needed: a rootfs holding only a static busybox.
 const work = mkdtempSync(join(tmpdir(), 'ksm-podman-names-'));
@@ -20,9 +21,7 @@ function podman(...args: string[]): { code: number | null; stdout: string; stder
 
 function unavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'podman containers need root here';
-  if (spawnSync('podman', ['--version']).status !== 0) return 'podman is not installed';
-  if (spawnSync('busybox', ['true']).status !== 0) return 'busybox (static) is not installed';
-  return undefined;
+  return toolMissing('podman') ?? toolMissing('runc') ?? toolMissing('busybox');
 }
 
 afterAll(() => {

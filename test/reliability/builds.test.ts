@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildPreloadLibrary, fixture } from './support/native-build.js';
 import { cleanEnv, explain, percent, run, runHeld } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §6 (compilers): the library's sources built with gcc and clang at
 // -O0, -O2 and -O3 (the dlsym recursion guard must survive -O2 and -O3), each

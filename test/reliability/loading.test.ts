@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCached, fixture, fixtureDir } from './support/native-build.js';
 import { cleanEnv, explain, libraryPath, percent, runHeld, type Mode } from './support/run.js';
-import { requireFile } from './support/tools.js';
+import { requireFile } from '../helpers/tools.js';
 
 // RELIABILITY.md §5: the library among other libraries. dlopen/dlclose of
 // libraries that allocate in their constructors; the library first and last in
@@ -53,7 +52,7 @@ describe('loading: dlopen/dlclose and LD_PRELOAD neighbours', () => {
       ['mimalloc', MIMALLOC, 'libmimalloc2.0'],
     ] as const) {
       it(`stacked with ${name}, both orders (${mode})`, async (ctx) => {
-        requireFile(ctx, existsSync(path), path, debianPackage);
+        requireFile(ctx, path, debianPackage);
         const before = await expectLoads(mode, (library) => [library, path]);
         const after = await expectLoads(mode, (library) => [path, library]);
         console.log(`dlopen_host + ${name} [${mode}]: library before ${before}, after ${after}`);

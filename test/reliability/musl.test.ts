@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildPreloadLibrary, fixture } from './support/native-build.js';
 import { cleanEnv, explain, percent, run, runHeld } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §6 (musl): the library built with musl-gcc (musl-tools), preloaded
 // into a musl-linked program by musl's dynamic loader, in both modes.

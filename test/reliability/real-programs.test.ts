@@ -8,7 +8,7 @@ import { coverage } from '../helpers/smaps.js';
 import { fingerprint } from './support/compare.js';
 import { repoRoot } from './support/native-build.js';
 import { explain, MODES, modeEnv, percent, run, runHeld, type Mode, type RunResult } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §1: real programs under the library in madvise and prctl mode
 // against a run without it. stdout, stderr and the exit code must be identical

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from './support/native-build.js';
 import { explain, modeEnv, run } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // allocUnmergeable() memory must never be advised MADV_MERGEABLE, not even for the
 // moment between its mmap and its exclusion: the preload library's mmap hook advises

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildPreloadLibrary, fixture } from './support/native-build.js';
 import { cleanEnv, explain, MODES, run } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // The library's hooks run inside signal handlers and fork children. A SIGCHLD
 // handler's first waitpid, read or sigsuspend must not look the real function up

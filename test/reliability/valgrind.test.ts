@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fixture } from './support/native-build.js';
 import { explain, modeEnv, run } from './support/run.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §6 (valgrind): memcheck on a C program with the library
 // preloaded. Valgrind's own malloc replacement sits behind the library's

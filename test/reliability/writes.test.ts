@@ -7,7 +7,7 @@ import { fakeSysfs } from './support/fake-sysfs.js';
 import { fixture } from './support/native-build.js';
 import { cleanEnv, explain, modeEnv } from './support/run.js';
 import { pathsWritten } from './support/strace.js';
-import { requireTool } from './support/tools.js';
+import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §10: no command writes outside what it names. Every command runs
 // under strace -f (children and exec'd programs included); every path opened

@@ -2,13 +2,14 @@
 // each, merged by ksmd, their data hashed before and after), and MariaDB taking
 // inserts while it is attached and detached over and over.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { attachProcess, detachProcess } from '../../lib/attach/attach.js';
 import { WITH_KSMD } from '../cli/harness.js';
 import { prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { toolMissing } from '../helpers/tools.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
 import { coverage, mergingPages } from './merging.js';
 import { attachUnavailable, removeFixture, sleep, startProgram, stop, type Started } from './targets.js';
@@ -102,10 +103,7 @@ describe.each([
 // --- MariaDB: a private server on a socket in a temporary directory ---
 
 function mariadbMissing(): string | undefined {
-  for (const tool of ['/usr/sbin/mariadbd', '/usr/bin/mariadb-install-db', '/usr/bin/mariadb', '/usr/bin/mariadb-admin']) {
-    if (!existsSync(tool)) return `${tool} is missing (Debian package mariadb-server)`;
-  }
-  return undefined;
+  return toolMissing('mariadbd') ?? toolMissing('mariadb-install-db') ?? toolMissing('mariadb') ?? toolMissing('mariadb-admin');
 }
 
 function sql(socket: string, text: string): string {

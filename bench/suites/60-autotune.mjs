@@ -42,7 +42,7 @@ for (let waited = 0; !existsSync(join(checkout, 'dist/cjs/index.js')) || !exists
   if (waited === 120) throw new Error('dist/ is missing: run `npm run build` first');
   await new Promise((resolve) => setTimeout(resolve, 1000));
 }
-for (const part of ['package.json', 'binding.gyp', 'bin', 'dist', 'build/Release', 'build/ksm-build-status.json', 'prebuilds']) {
+for (const part of ['package.json', 'binding.gyp', 'bin', 'dist', 'scripts', 'build/Release', 'build/ksm-build-status.json', 'prebuilds']) {
   if (existsSync(join(checkout, part))) cpSync(join(checkout, part), join(root, part), { recursive: true });
 }
 symlinkSync(join(checkout, 'node_modules'), join(root, 'node_modules'));

@@ -75,6 +75,15 @@ describe('the optional-tool helper', () => {
     expect(() => requireFile(ctx, missing, 'libjemalloc2')).not.toThrow();
   });
 
+  it('CI installs every package of the list, and docs/testing.md names every tool', () => {
+    const repo = resolve(__dirname, '../..');
+    const ci = readFileSync(join(repo, '.ci/run'), 'utf8');
+    const installed = new Set(/apt-get install((?:[^\n\\]|\\\n)*)/.exec(ci)?.[1]?.split(/[\s\\]+/) ?? []);
+    expect(Object.values(OPTIONAL_TOOLS).filter((pkg) => !installed.has(pkg))).toEqual([]);
+    const docs = readFileSync(join(repo, 'docs/testing.md'), 'utf8').split('## Optional tools')[1] ?? '';
+    expect(Object.keys(OPTIONAL_TOOLS).filter((tool) => !docs.includes(`\`${tool}\``))).toEqual([]);
+  });
+
   it('a tool without a known package is a mistake in the test', () => {
     expect(() => toolMissing('frobnicate')).toThrow(TypeError);
     expect(toolMissing('frobnicate', 'frob-tools')).toMatch(/\(Debian package frob-tools\)$/);

@@ -22,7 +22,6 @@ export const OPTIONAL_TOOLS: Readonly<Record<string, string>> = {
   'mariadb-check': 'mariadb-client',
   'mariadb-install-db': 'mariadb-server',
   mariadbd: 'mariadb-server',
-  memcached: 'memcached',
   'musl-gcc': 'musl-tools',
   podman: 'podman',
   'podman-compose': 'podman-compose',
@@ -40,7 +39,6 @@ export const OPTIONAL_TOOLS: Readonly<Record<string, string>> = {
   'systemd-tmpfiles': 'systemd',
   valgrind: 'valgrind',
   xz: 'xz-utils',
-  zstd: 'zstd',
 };
 
 /** Where an executable command lives on PATH, or undefined. Looked up in-process, so a

@@ -15,18 +15,34 @@ import { requireTool } from '../helpers/tools.js';
 const SECRET_PAGES = 777;
 
 interface Advice {
+  line: number;
   start: bigint;
   end: bigint;
   advice: string;
 }
 
-function madviseCalls(log: string): Advice[] {
+// strace -f may split a call across two lines (<unfinished ...> / <... resumed>): the
+// arguments stay on the first, and every attempt counts, whatever it returned.
+function madviseCalls(lines: string[]): Advice[] {
   const calls: Advice[] = [];
-  for (const match of log.matchAll(/madvise\((0x[0-9a-f]+), (\d+), (MADV_\w+)\) = 0/g)) {
+  lines.forEach((text, line) => {
+    const match = /madvise\((0x[0-9a-f]+), (\d+), (MADV_\w+)/.exec(text);
+    if (!match) return;
     const start = BigInt(match[1] ?? 0);
-    calls.push({ start, end: start + BigInt(match[2] ?? 0), advice: match[3] ?? '' });
-  }
+    calls.push({ line, start, end: start + BigInt(match[2] ?? 0), advice: match[3] ?? '' });
+  });
   return calls;
+}
+
+/** The line of the mmap that created the mapping at `start` (the last before `before`):
+ * advice given earlier concerned an older mapping at that address, unmapped since. */
+function creationLine(lines: string[], start: bigint, before: number): number {
+  const result = `= 0x${start.toString(16)}`;
+  for (let line = before - 1; line >= 0; line--) {
+    const text = lines[line] ?? '';
+    if (text.includes('mmap') && text.trimEnd().endsWith(result)) return line;
+  }
+  return -1;
 }
 
 describe('secrets are never advised mergeable', () => {
@@ -38,17 +54,20 @@ describe('secrets are never advised mergeable', () => {
     try {
       const result = run(
         strace,
-        ['-f', '-qq', '-e', 'trace=madvise', '-e', 'signal=none', '-o', log, '--', process.execPath, script, join(repoRoot, 'dist/cjs/index.js'), String(SECRET_PAGES), 'none'],
+        ['-f', '-qq', '-e', 'trace=madvise,mmap', '-e', 'signal=none', '-o', log, '--', process.execPath, script, join(repoRoot, 'dist/cjs/index.js'), String(SECRET_PAGES), 'none'],
         { env: modeEnv('madvise'), input: '', timeoutMs: 120_000 },
       );
       expect(result.status, explain(result)).toBe(0);
-      const calls = madviseCalls(readFileSync(log, 'utf8'));
+      const lines = readFileSync(log, 'utf8').split('\n');
+      const calls = madviseCalls(lines);
       const secrets = calls.filter((c) => c.advice === 'MADV_DONTDUMP' && c.end - c.start === BigInt(SECRET_PAGES * pageSize));
       expect(secrets, 'the secret (MADV_DONTDUMP of its exact size) was not found').toHaveLength(1);
       const [secret] = secrets as [Advice];
+      const created = creationLine(lines, secret.start, secret.line);
+      expect(created, 'the mmap that created the secret was not found').toBeGreaterThanOrEqual(0);
       const mergeable = calls.filter((c) => c.advice === 'MADV_MERGEABLE');
       expect(mergeable.length, 'nothing was advised at all: the case proved nothing').toBeGreaterThan(0);
-      const overlapping = mergeable.filter((c) => c.start < secret.end && secret.start < c.end);
+      const overlapping = mergeable.filter((c) => c.line > created && c.start < secret.end && secret.start < c.end);
       expect(overlapping.map((c) => `0x${c.start.toString(16)}-0x${c.end.toString(16)}`), 'MADV_MERGEABLE covered the secret').toEqual([]);
     } finally {
       rmSync(log, { force: true });

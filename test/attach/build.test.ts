@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireOrSkip } from '../helpers/e2e.js';
+import { requireTool } from '../helpers/tools.js';
 
 const root = join(__dirname, '..', '..');
 const out = mkdtempSync(join(tmpdir(), 'ksm-attach-build-'));
@@ -29,7 +30,7 @@ describe.each([
 ] as const)('ksm-attach built with %s', (compiler, machine, packages) => {
   it('compiles with -Wall -Wextra -Werror for the right machine', (ctx) => {
     if (process.platform !== 'linux' || process.arch !== 'x64') return requireOrSkip(ctx, 'the cross-build check runs on x86_64 Linux');
-    if (spawnSync(compiler, ['--version']).error) return requireOrSkip(ctx, `${compiler} is not installed (Debian: ${packages})`);
+    requireTool(ctx, compiler, packages);
     const binary = join(out, `ksm-attach-${compiler}`);
     const run = spawnSync(compiler, ['-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror', `-I${join(root, 'native', 'common')}`, '-o', binary, ...SOURCES], { encoding: 'utf8' });
     expect(run.stderr).toBe('');

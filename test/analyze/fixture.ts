@@ -1,7 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { buildCached } from '../helpers/native-build.js';
 
 /** Page counts of one fixture process's region; see fixture-pages.c. */
 export interface PageLayout {
@@ -18,17 +17,9 @@ export interface FixtureProcess {
   region: { start: number; end: number };
 }
 
-let binary: string | undefined;
-
-/** Compiles fixture-pages.c once per test file. */
+/** fixture-pages.c, compiled once; other users start it too, so it lives in the shared build cache. */
 export function fixtureBinary(): string {
-  if (binary) return binary;
-  const dir = mkdtempSync(join(tmpdir(), 'ksm-analyze-'));
-  chmodSync(dir, 0o755); // other users start it too
-  const out = join(dir, 'fixture-pages');
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', out, join(__dirname, 'fixture-pages.c')]);
-  binary = out;
-  return out;
+  return buildCached('fixture-pages', { compiler: 'cc', sources: [join(__dirname, 'fixture-pages.c')], flags: ['-O2', '-Wall', '-Werror'], fileName: 'fixture-pages' });
 }
 
 /** Starts a fixture process (optionally as another user) and waits for its region. */

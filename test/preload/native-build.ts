@@ -1,58 +1,29 @@
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildCached, buildLauncher as buildSharedLauncher, buildPreloadLibrary, repoRoot } from '../helpers/native-build.js';
 import { coverage } from '../helpers/smaps.js';
 
-/** Builds the preload library, the launcher and C fixtures from source into a private
- * temp dir, so these tests never race a concurrent node-gyp rebuild of build/. */
-export const repoRoot = join(__dirname, '..', '..');
+export { repoRoot } from '../helpers/native-build.js';
 export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'preload');
-const outDir = mkdtempSync(join(tmpdir(), 'ksm-preload-test-'));
-const built = new Map<string, string>();
 
 export interface Toolchain {
   cc?: 'gcc' | 'clang' | 'musl-gcc';
   opt?: '-O0' | '-O1' | '-O2' | '-O3';
 }
 
-function once(key: string, make: (out: string) => void): string {
-  const existing = built.get(key);
-  if (existing) return existing;
-  const out = join(outDir, key);
-  make(out);
-  built.set(key, out);
-  return out;
-}
-
-/** libksm_preload.so built with the given compiler and optimisation level. */
+/** libksm_preload.so built with the given compiler and optimisation level, warnings as errors. */
 export function buildLibrary({ cc = 'gcc', opt = '-O2' }: Toolchain = {}): string {
-  return once(`libksm_preload-${cc}${opt}.so`, (out) => {
-    const sources = readdirSync(join(repoRoot, 'native', 'preload'))
-      .filter((file) => file.endsWith('.c'))
-      .map((file) => join(repoRoot, 'native', 'preload', file));
-    execFileSync(cc, [
-      '-std=gnu11', opt, '-Wall', '-Wextra', '-Werror', '-fvisibility=hidden', '-fPIC', '-shared',
-      '-D_FILE_OFFSET_BITS=64', `-I${join(repoRoot, 'native', 'common')}`, '-o', out,
-      ...sources, join(repoRoot, 'native', 'common', 'maps_scan.c'), '-ldl', '-lpthread', '-Wl,-z,now',
-    ]);
-  });
+  return buildPreloadLibrary({ compiler: cc, flags: [opt, '-Werror'] });
 }
 
-/** ksm-exec, placed next to a copy of the library as node-gyp lays them out. */
+/** ksm-exec next to a copy of the library, as node-gyp lays them out. */
 export function buildLauncher(): string {
-  const library = buildLibrary();
-  return once('ksm-exec', (out) => {
-    execFileSync('gcc', ['-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror', `-I${join(repoRoot, 'native', 'common')}`, '-o', out, join(repoRoot, 'native', 'launcher', 'ksm_exec.c')]);
-    execFileSync('cp', [library, join(outDir, 'libksm_preload.so')]);
-  });
+  return buildSharedLauncher(buildLibrary());
 }
 
 /** A C program from test/fixtures/preload. */
 export function buildFixture(name: string, { cc = 'gcc', opt = '-O2' }: Toolchain = {}, extra: string[] = []): string {
-  return once(`${name}-${cc}${opt}${extra.join('')}`, (out) => {
-    execFileSync(cc, ['-std=gnu11', opt, '-Wall', '-pthread', '-o', out, join(fixturesDir, `${name}.c`), ...extra]);
-  });
+  return buildCached(`${name}-${cc}${opt}`, { compiler: cc, sources: [join(fixturesDir, `${name}.c`)], flags: ['-std=gnu11', opt, '-Wall', '-pthread'], libs: extra });
 }
 
 /** The real python3 binary (not a pyenv shim script, whose fork/exec chain would be measured instead). */
@@ -92,7 +63,8 @@ export interface Running {
  * the library marks new memory when the program pauses, just after it printed "ready". */
 export async function coverageReaching(pid: number, ratio: number): Promise<ReturnType<typeof coverage>> {
   let last = coverage(pid);
-  const deadline = Date.now() + 10_000;
+  // KSM_TEST_TIME_SCALE: npm run test:kernels sets 3 in its guests, which run at a third of the speed.
+  const deadline = Date.now() + 10_000 * Number(process.env.KSM_TEST_TIME_SCALE ?? '1');
   while (last.ratio < ratio && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     last = coverage(pid);

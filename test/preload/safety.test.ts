@@ -3,11 +3,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { requireTool } from '../helpers/tools.js';
+import { buildPreloadLibrary } from '../helpers/native-build.js';
 import { coverage } from '../helpers/smaps.js';
-import { buildFixture, buildLibrary, coverageReaching, fixturesDir, preloadEnv, repoRoot, startWorkload, type Toolchain } from './native-build.js';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { buildFixture, buildLibrary, coverageReaching, fixturesDir, preloadEnv, startWorkload, type Toolchain } from './native-build.js';
+import { readFileSync } from 'node:fs';
 
 function run(program: string, env: NodeJS.ProcessEnv) {
   const result = spawnSync(program, [], { env, encoding: 'utf8', timeout: 60_000 });
@@ -40,13 +39,8 @@ describe('the dlsym bootstrap', () => {
     requireTool(ctx, cc, cc);
     // A copy of the library whose dlsym allocates: without the bootstrap buffer (or with
     // a recursion flag the optimiser dropped) malloc would recurse into itself forever.
-    const out = join(mkdtempSync(join(tmpdir(), 'ksm-bootstrap-')), 'libksm_preload.so');
-    execFileSync(cc, [
-      '-std=gnu11', '-O2', '-fvisibility=hidden', '-fPIC', '-shared', `-I${join(repoRoot, 'native', 'common')}`, '-o', out,
-      ...['preload', 'hooks', 'idle_hooks', 'symbols', 'marker', 'ranges', 'exclude', 'log'].map((f) => join(repoRoot, 'native', 'preload', `${f}.c`)),
-      join(repoRoot, 'native', 'common', 'maps_scan.c'), join(fixturesDir, 'allocating_dlsym.c'), '-ldl', '-lpthread',
-    ]);
-    const result = run(buildFixture('errno_hooks'), preloadEnv('madvise', out));
+    const library = buildPreloadLibrary({ compiler: cc, extraSources: [join(fixturesDir, 'allocating_dlsym.c')] });
+    const result = run(buildFixture('errno_hooks'), preloadEnv('madvise', library));
     expect(result.signal).toBeNull();
     expect(result.stdout).toMatch(/^ok \d+\n$/);
   });

@@ -19,7 +19,7 @@ describe('builds: gcc and clang at -O0, -O2, -O3', () => {
     for (const level of ['-O0', '-O2', '-O3']) {
       it(`${compiler} ${level}: the library runs the torture and keeps output identical`, async (ctx) => {
         requireTool(ctx, compiler, compiler);
-        const library = buildPreloadLibrary(compiler, [level]);
+        const library = buildPreloadLibrary({ compiler, flags: [level] });
         const env = cleanEnv({ LD_PRELOAD: library, KSM_PRELOAD_MODE: 'madvise' });
         const torture = await runHeld(fixture('threads_torture'), ['8', String(THREAD_OPS)], { env, timeoutMs: 60_000 });
         expect(torture.status, explain(torture)).toBe(0);

@@ -9,7 +9,7 @@ import { requireTool } from '../helpers/tools.js';
 describe('musl', () => {
   it('a musl build of the library works in a musl-linked program (madvise and prctl)', async (ctx) => {
     const muslGcc = requireTool(ctx, 'musl-gcc', 'musl-tools');
-    const library = buildPreloadLibrary(muslGcc, ['-O2', '-fPIC'], ['-lpthread']);
+    const library = buildPreloadLibrary({ compiler: muslGcc, libs: ['-lpthread'] });
     const program = fixture('alloc_mix', { compiler: muslGcc, flags: ['-O2', '-g'], libs: [] });
     const reference = run(program, []);
     expect(reference.status, explain(reference)).toBe(0);

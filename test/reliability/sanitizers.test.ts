@@ -50,7 +50,7 @@ describe('sanitizers', () => {
   });
 
   it('the library built with UBSan, preloaded with every hook live: no undefined behaviour', async () => {
-    const library = buildPreloadLibrary('gcc', [...SANITIZE, '-fsanitize=undefined', '-fPIC']);
+    const library = buildPreloadLibrary({ flags: [...SANITIZE, '-fsanitize=undefined'] });
     for (const mode of ['madvise', 'prctl']) {
       const env = cleanEnv({ LD_PRELOAD: library, KSM_PRELOAD_MODE: mode });
       const torture = await runHeld(fixture('threads_torture'), ['8', '200000'], { env, timeoutMs: 60_000 });
@@ -61,7 +61,7 @@ describe('sanitizers', () => {
   });
 
   it('the library built with ASan + UBSan, behind the ASan runtime, in an ASan program', () => {
-    const library = buildPreloadLibrary('gcc', [...ASAN_UBSAN, '-fPIC']);
+    const library = buildPreloadLibrary({ flags: [...ASAN_UBSAN] });
     const program = sanitizedFixture('alloc_mix', ASAN_UBSAN);
     const reference = run(program, []);
     expect(reference.status, explain(reference)).toBe(0);
@@ -78,7 +78,7 @@ describe('sanitizers', () => {
   ] as const) {
     it(`the thread torture built with ${name}, the library's hooks in front of the runtime: clean (${ops} ops × 8 threads)`, async () => {
       const program = sanitizedFixture('threads_torture', [...flags]);
-      const env = cleanEnv({ LD_PRELOAD: `${buildPreloadLibrary('gcc', ['-O2', '-fPIC'])}:${runtime(lib)}`, KSM_PRELOAD_MODE: 'madvise', ...extraEnv });
+      const env = cleanEnv({ LD_PRELOAD: `${buildPreloadLibrary()}:${runtime(lib)}`, KSM_PRELOAD_MODE: 'madvise', ...extraEnv });
       const result = await runHeld(program, ['8', String(ops)], { env, timeoutMs: 150_000 });
       expect(result.stderr.toString()).not.toMatch(/WARNING: ThreadSanitizer|ERROR: AddressSanitizer|runtime error/);
       expect(result.status, explain(result)).toBe(0);

@@ -14,8 +14,8 @@ const RUNS = 8;
 
 function libraryFor(libc: 'glibc' | 'musl', compiler: string): string {
   return libc === 'glibc'
-    ? buildPreloadLibrary('gcc', ['-O2', '-fPIC'])
-    : buildPreloadLibrary(compiler, ['-O2', '-fPIC'], ['-lpthread']);
+    ? buildPreloadLibrary()
+    : buildPreloadLibrary({ compiler, libs: ['-lpthread'] });
 }
 
 describe('signal handlers: the first call of an idle hook', () => {
@@ -43,7 +43,7 @@ describe('signal handlers: the first call of an idle hook', () => {
 describe('fork: no lock is inherited held', () => {
   for (const mode of MODES) {
     it(`a child registers an excluded range while the parent's other thread was registering (${mode})`, () => {
-      const library = buildPreloadLibrary('gcc', ['-O2', '-fPIC']);
+      const library = buildPreloadLibrary();
       const result = run(fixture('fork_exclude'), [], { env: cleanEnv({ LD_PRELOAD: library, KSM_PRELOAD_MODE: mode }), timeoutMs: 60_000 });
       expect(result.status, `${result.stdout.toString()} ${explain(result)}`).toBe(0);
       expect(result.stdout.toString()).toBe('forks=300\n');

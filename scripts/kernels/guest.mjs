@@ -7,6 +7,9 @@ import { join } from 'node:path';
 
 const EXIT_MARKER = /^KSM-GUEST-EXIT (\d+)\s*$/m;
 
+/** The QEMU processes still running, for the runner to stop when it is interrupted. */
+export const runningGuests = new Set();
+
 /**
  * Runs `job` (a /bin/sh script) in a guest booted from `kernel` ({ vmlinuz, initramfs }).
  * `outDir` is the one host folder the guest can write; the job sees it as /ksm-guest-out.
@@ -27,6 +30,8 @@ export function runInGuest(kernel, job, { outDir, timeoutMs, memory = '4G', cpus
   ];
   const started = Date.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  runningGuests.add(qemu);
+  qemu.once('exit', () => runningGuests.delete(qemu));
   let output = '';
   const collect = (text) => {
     output += text;

@@ -61,7 +61,9 @@ export function formatFailures(summary, resultsRoot) {
 }
 
 const yesNo = (value) => (value ? 'yes' : 'no');
-const percent = (ratio) => (ratio === undefined ? 'n/a' : `${(ratio * 100).toFixed(1)} %`);
+const percent = (ratio) => `${(ratio * 100).toFixed(1)} %`;
+/** An absent figure: not applicable where the kernel lacks prctl, else its test failed. */
+const absent = (mode, figures) => (mode === 'prctl' && !figures.features.prctl ? 'n/a (no prctl)' : 'not measured');
 
 /** The docs' tables: features probed, coverage and merge figures, test groups. */
 export function formatMarkdown(summary) {
@@ -83,12 +85,14 @@ export function formatMarkdown(summary) {
   const modes = ['madvise', 'auto', 'prctl'];
   const figures = [header('`ksm run` coverage (smaps `mg`)')];
   for (const workload of workloads) {
-    for (const mode of modes) figures.push(row(`${workload}, --mode ${mode}`, (f) => percent(f.coverage[workload]?.[mode])));
+    for (const mode of modes) {
+      figures.push(row(`${workload}, --mode ${mode}`, (f) => (f.coverage[workload]?.[mode] === undefined ? absent(mode, f) : percent(f.coverage[workload][mode]))));
+    }
   }
   for (const mode of modes) {
     figures.push(row(`\`ksm demo\` --mode ${mode}: merged of ideal`, (f) => {
       const demo = f.demo[mode];
-      return demo ? `${percent(demo.fractionOfIdeal)} (90 % after ${demo.secondsTo90 === null ? 'never' : `${demo.secondsTo90.toFixed(1)} s`})` : 'n/a';
+      return demo ? `${percent(demo.fractionOfIdeal)} (90 % after ${demo.secondsTo90 === null ? 'never' : `${demo.secondsTo90.toFixed(1)} s`})` : absent(mode, f);
     }));
   }
   const groups = [`| test group | ${summary.columns.map(columnTitle).join(' | ')} |`, `|---|${summary.columns.map(() => '---').join('|')}|`];

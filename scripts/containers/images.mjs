@@ -30,8 +30,8 @@ export function podmanEnv() {
     '[storage]',
     'driver = "overlay"',
     `graphroot = "${join(CACHE_DIR, 'podman', 'storage')}"`,
-    // The run root holds state that must not outlive a reboot: keep it on /run.
-    'runroot = "/run/ksm-preload/podman"',
+    // The run root holds state that must not outlive a reboot: on /run, one per storage.
+    `runroot = "/run/ksm-preload/podman-${hashOf(CACHE_DIR)}"`,
     '',
   ].join('\n');
   if (!existsSync(STORAGE_CONF) || readFileSync(STORAGE_CONF, 'utf8') !== storage) writeAtomically(STORAGE_CONF, storage);

@@ -16,8 +16,8 @@ import { withKsmd } from '../helpers/ksmd.js';
 import { coverage } from '../helpers/smaps.js';
 import { MiB, REPO, ksm, requireContainers } from './support.js';
 
-/** Two MediaWiki tenants share far more than this once merged (measured: about 60 MiB). */
-const MERGED_AT_LEAST = 16 * MiB;
+/** Two MediaWiki tenants share far more than this once merged (measured: about 150 MiB). */
+const MERGED_AT_LEAST = 32 * MiB;
 /** About a minute of work, plus up to 10 minutes waiting for ksmd's machine-wide lock. */
 const WITH_KSMD_TIMEOUT = 13 * 60_000;
 
@@ -67,25 +67,35 @@ describe('tenants: MediaWiki, Apache with mod_php and MariaDB in podman containe
               expect(coverage(pid).ratio, `pid ${pid}`).toBeGreaterThan(0.9);
             }
           }
-          await new Promise((done) => setTimeout(done, 10_000));
-          const unmerged = tenants.map(tenantMemory).reduce((sum, m) => sum + m.bytes, 0);
+          // Warm caches first: MariaDB's buffer pool and PHP's heaps grow with the first page views.
+          await new Promise((done) => setTimeout(done, 20_000));
+          const anonymous = () => tenants.map(tenantMemory).reduce((sum, m) => sum + m.anonymousBytes, 0);
           await withKsmd(async () => {
+            // Taken as ksmd starts (the lock may have been waited for while the load ran).
             const pids = tenants.flatMap(tenantPids);
-            let merged = 0;
-            for (const deadline = Date.now() + 120_000; Date.now() < deadline && merged < MERGED_AT_LEAST; ) {
-              await new Promise((done) => setTimeout(done, 1000));
-              merged = (await measureMergedBytes(pids)) ?? 0;
+            const anonymousAtStart = anonymous();
+            const mergedAtStart = (await measureMergedBytes(pids)) ?? 0;
+            // ksmd reaches one tenant's processes before the other's: poll until both gained.
+            const savedByTenant = () => {
+              const rows = JSON.parse(ksm(['top', '--by', 'cgroup', '--json'])).cgroups as Array<{ cgroup: string; name: string; savedBytes?: number }>;
+              return tenants.map((tenant) => {
+                const id = tenant.memoryDir.split('libpod-')[1] ?? tenant.name;
+                return rows.find((r) => r.name === tenant.name || r.cgroup.includes(id))?.savedBytes ?? 0;
+              });
+            };
+            let mergedNow = 0;
+            let saved = tenants.map(() => 0);
+            for (const deadline = Date.now() + 120_000; Date.now() < deadline; ) {
+              await new Promise((done) => setTimeout(done, 2000));
+              mergedNow = ((await measureMergedBytes(pids)) ?? 0) - mergedAtStart;
+              if (mergedNow < MERGED_AT_LEAST) continue;
+              saved = savedByTenant();
+              if (saved.every((bytes) => bytes >= MERGED_AT_LEAST / 4)) break;
             }
-            expect(merged / MiB, 'MiB merged among the tenants').toBeGreaterThanOrEqual(MERGED_AT_LEAST / MiB);
-            const merging = tenants.map(tenantMemory).reduce((sum, m) => sum + m.bytes, 0);
-            // The cgroups are charged less once duplicates are freed (noise: page cache, load).
-            expect(merging).toBeLessThan(unmerged);
-            const rows = JSON.parse(ksm(['top', '--by', 'cgroup', '--json'])).cgroups as Array<{ cgroup: string; name: string; savedBytes?: number }>;
-            for (const tenant of tenants) {
-              const id = tenant.memoryDir.split('libpod-')[1] ?? tenant.name;
-              const row = rows.find((r) => r.name === tenant.name || r.cgroup.includes(id));
-              expect(row?.savedBytes, `ksm top row of ${tenant.name}`).toBeGreaterThan(MERGED_AT_LEAST / 4);
-            }
+            expect(mergedNow / MiB, 'MiB merged among the tenants').toBeGreaterThanOrEqual(MERGED_AT_LEAST / MiB);
+            expect(Math.min(...saved) / MiB, `each tenant's saving in ksm top --by cgroup, MiB: ${saved.map((b) => (b / MiB).toFixed(1))}`).toBeGreaterThanOrEqual(MERGED_AT_LEAST / 4 / MiB);
+            // The freed duplicates leave the cgroups' anonymous memory (half the margin for load noise).
+            expect(anonymousAtStart - anonymous()).toBeGreaterThan(mergedNow / 2);
           });
         } finally {
           await load.stop();

@@ -15,7 +15,8 @@ function cgroup2Mount(): string | undefined {
     .find((fields) => fields[2] === 'cgroup2')?.[1];
 }
 
-const HOLD_16_MIB = "import sys, time\nb = bytearray(b'\\x07') * (16 << 20)\nprint('ready', flush=True)\ntime.sleep(600)";
+// Holders outlive a 10-minute wait for the KSM lock; afterAll kills them.
+const HOLD_16_MIB = "import sys, time\nb = bytearray(b'\\x07') * (16 << 20)\nprint('ready', flush=True)\ntime.sleep(1800)";
 const PAGES_16_MIB = (16 << 20) / 4096;
 
 function startHolder(mode: 'auto' | 'madvise'): Promise<ChildProcess> {

@@ -19,7 +19,7 @@ for spec in sets:
     region.madvise(mmap.MADV_MERGEABLE)
     regions.append(region)
 print('ready', flush=True)
-time.sleep(600)
+time.sleep(1800)
 `;
 
 export function startPageHolder(seed: string, sets: string[]): Promise<ChildProcess> {

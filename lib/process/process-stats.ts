@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { type StrictOption, type Unsupported, isStrict, unsupported } from '../core/capability.js';
 import { KsmError } from '../core/errors.js';
 import { systemPageSize } from '../kernel/page-size.js';
-import { type Coverage, coverageFromSmaps } from './smaps.js';
+import { type Coverage, coverageFromSmaps, marksFileMappings } from './smaps.js';
 import { checkOptionalBoolean, checkInteger, checkOptions } from '../core/validate.js';
 
 export type { Coverage } from './smaps.js';
@@ -35,7 +35,10 @@ export interface ProcessKsmStats {
   zeroBytes?: number;
   /** ksm_process_profit (Linux 6.4+): bytes saved minus KSM's bookkeeping; negative when marking costs more than it saves. */
   profitBytes?: number;
-  /** ksm_merge_any (Linux 6.14+): prctl(PR_SET_MEMORY_MERGE) is on. */
+  /**
+   * prctl(PR_SET_MEMORY_MERGE) is on: ksm_merge_any where ksm_stat has it (6.14+), else
+   * read from smaps (prctl marks file-backed mappings, which madvise never does).
+   */
   mergeAny?: boolean;
   /** ksm_mergeable (Linux 6.14+): the process has mergeable memory at all. */
   mergeable?: boolean;
@@ -87,8 +90,12 @@ export function processKsmStats(pid: number = process.pid, options?: ProcessKsmS
 
   if (options?.coverage !== false) {
     const smaps = readProcFile(pid, 'smaps', 'a kernel with CONFIG_PROC_PAGE_MONITOR');
-    if (smaps.text !== undefined) stats.coverage = coverageFromSmaps(smaps.text);
-    else stats.unavailable.coverage = smaps.reason;
+    if (smaps.text !== undefined) {
+      stats.coverage = coverageFromSmaps(smaps.text);
+      stats.mergeAny ??= marksFileMappings(smaps.text);
+    } else {
+      stats.unavailable.coverage = smaps.reason;
+    }
   }
   return stats;
 }

@@ -39,6 +39,22 @@ export function coverageFromSmaps(smaps: string): Coverage {
   };
 }
 
+/**
+ * Whether a file-backed mapping carries `mg`: only prctl(PR_SET_MEMORY_MERGE) marks
+ * those (madvise(MADV_MERGEABLE) leaves them unmarked), so this tells prctl from
+ * madvise on kernels whose ksm_stat has no ksm_merge_any line.
+ */
+export function marksFileMappings(smaps: string): boolean {
+  let fileBacked = false;
+  for (const line of smaps.split('\n')) {
+    // A mapping's header: start-end perms offset dev inode [path]; inode 0 is anonymous.
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ (\d+)/.exec(line);
+    if (header) fileBacked = header[1] !== '0';
+    else if (fileBacked && line.startsWith(VM_FLAGS) && hasFlag(line.slice(VM_FLAGS.length), 'mg')) return true;
+  }
+  return false;
+}
+
 function hasFlag(flags: string, flag: string): boolean {
   return flags.split(' ').includes(flag);
 }

@@ -85,14 +85,20 @@ export function ksmProcesses(pids: readonly number[] = allUserPids()): KsmProces
 }
 
 function processRow(pid: number): ProcessKsmRow | 'unreadable' | undefined {
-  const stats = processKsmStats(pid, { coverage: false });
+  let stats = processKsmStats(pid, { coverage: false });
   if (!stats.supported) throw new KsmError('ksmProcesses', 'ENOTSUP', stats.reason);
   if (stats.mergingPages === undefined && !readable(pid, 'ksm_merging_pages')) return 'unreadable';
   const preloaded = preloadsLibrary(pid);
+  // Where ksm_stat has no ksm_merge_any line (before 6.14), smaps tells prctl from
+  // madvise; read only for processes KSM has seen, as smaps is the costly file.
+  if (stats.mergeAny === undefined && (preloaded || (stats.rmapItems ?? 0) > 0 || (stats.mergingPages ?? 0) > 0)) {
+    const withSmaps = processKsmStats(pid);
+    if (withSmaps.supported) stats = withSmaps;
+  }
   const methods: OptInMethod[] = [];
   if (preloaded) methods.push('preload');
   if (stats.mergeAny) methods.push('prctl');
-  else if (stats.mergeable) methods.push('madvise');
+  else if (stats.mergeable || (stats.coverage?.mergeableAnonBytes ?? 0) > 0) methods.push('madvise');
   const mergingPages = stats.mergingPages ?? 0;
   if (methods.length === 0 && mergingPages > 0) methods.push('unknown');
   if (methods.length === 0) return undefined;

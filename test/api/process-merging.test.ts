@@ -8,11 +8,8 @@ import {
   keepProcessMergeable,
 } from '../../lib/marking/process-merging.js';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
+import { mergesWholeProcess } from '../helpers/smaps.js';
 import { jsonResult, runNode } from './compiled-lib.js';
-
-function mergeAnyLine(pid: number | 'self'): string | undefined {
-  return /^ksm_merge_any: (\w+)$/m.exec(readFileSync(`/proc/${pid}/ksm_stat`, 'utf8'))?.[0];
-}
 
 /** A child spawned now: it inherits whatever prctl flag this process has at fork. */
 async function withChild<T>(fn: (child: ChildProcess) => T): Promise<T> {
@@ -33,18 +30,18 @@ describe('enableProcessMerging / disableProcessMerging / isProcessMerging', () =
 
   it('turns prctl merging on for this process and children spawned afterwards, and off again', async (ctx) => {
     requireOrSkip(ctx, prctlUnavailable());
-    expect(mergeAnyLine('self')).toBe('ksm_merge_any: no');
+    expect(mergesWholeProcess('self')).toBe(false);
     expect(isProcessMerging()).toBe(false);
 
     expect(enableProcessMerging()).toEqual({ supported: true, merging: true });
     expect(isProcessMerging()).toBe(true);
-    expect(mergeAnyLine('self')).toBe('ksm_merge_any: yes');
-    await withChild((child) => expect(mergeAnyLine(child.pid as number)).toBe('ksm_merge_any: yes'));
+    expect(mergesWholeProcess('self')).toBe(true);
+    await withChild((child) => expect(mergesWholeProcess(child.pid as number)).toBe(true));
 
     expect(disableProcessMerging()).toEqual({ supported: true, merging: false });
     expect(isProcessMerging()).toBe(false);
-    expect(mergeAnyLine('self')).toBe('ksm_merge_any: no');
-    await withChild((child) => expect(mergeAnyLine(child.pid as number)).toBe('ksm_merge_any: no'));
+    expect(mergesWholeProcess('self')).toBe(false);
+    await withChild((child) => expect(mergesWholeProcess(child.pid as number)).toBe(false));
   });
 
   it('under KSM_PRELOAD_TEST_NO_PRCTL=1 reports a refusing kernel and never calls prctl', (ctx) => {
@@ -52,11 +49,11 @@ describe('enableProcessMerging / disableProcessMerging / isProcessMerging', () =
     vi.stubEnv('KSM_PRELOAD_TEST_NO_PRCTL', '1');
     const result = enableProcessMerging();
     expect(result).toEqual({ supported: false, merging: false, reason: expect.stringContaining('KSM_PRELOAD_TEST_NO_PRCTL=1') });
-    expect(mergeAnyLine('self')).toBe('ksm_merge_any: no');
+    expect(mergesWholeProcess('self')).toBe(false);
     expect(isProcessMerging()).toBe(false);
     expect(() => enableProcessMerging({ strict: true })).toThrow(expect.objectContaining({ name: 'KsmError', code: 'ENOTSUP' }));
     expect(() => isProcessMerging({ strict: true })).toThrow(/ENOTSUP/);
-    expect(mergeAnyLine('self')).toBe('ksm_merge_any: no');
+    expect(mergesWholeProcess('self')).toBe(false);
   });
 
   it('refuses bad options', () => {

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -50,9 +50,20 @@ describe('processKsmStats', () => {
     }
   });
 
-  it('reports mergeAny false for a process without prctl merging (unknown where ksm_stat lacks the field)', () => {
-    const stats = supportedStats();
-    expect(stats.mergeAny).toBe(readFileSync('/proc/self/ksm_stat', 'utf8').includes('ksm_merge_any') ? false : undefined);
+  it('reports mergeAny false for a process without prctl merging, from smaps where ksm_stat lacks the field', () => {
+    expect(supportedStats().mergeAny).toBe(false);
+  });
+
+  it('reports mergeAny true for a process started with the prctl flag, on any kernel that has it', async (ctx) => {
+    requireOrSkip(ctx, prctlUnavailable());
+    const child = spawn('python3', ['-c', 'import ctypes, sys; ctypes.CDLL(None).prctl(67, 1, 0, 0, 0); print("ready", flush=True); sys.stdin.read()'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise((resolve) => child.stdout.once('data', resolve));
+      expect(supportedStats(child.pid as number).mergeAny).toBe(true);
+      expect(supportedStats(child.pid as number, { coverage: false }).mergeAny).toBe(readFileSync(`/proc/${child.pid}/ksm_stat`, 'utf8').includes('ksm_merge_any') ? true : undefined);
+    } finally {
+      child.kill();
+    }
   });
 
   it("computes coverage as the independent smaps oracle does", async (ctx) => {

@@ -53,3 +53,14 @@ export function mergeableMappedBytes(pid: number | 'self' = 'self'): bigint {
     .filter((m) => m.flags.includes('mg'))
     .reduce((sum, m) => sum + (m.end - m.start), 0n);
 }
+
+/**
+ * Whether prctl(PR_SET_MEMORY_MERGE) is on for a process: ksm_stat's ksm_merge_any
+ * line where the kernel writes it, else whether a mapping of a file (which madvise
+ * never marks) carries `mg`.
+ */
+export function mergesWholeProcess(pid: number | 'self' = 'self'): boolean {
+  const line = /^ksm_merge_any: (yes|no)$/m.exec(readFileSync(`/proc/${pid}/ksm_stat`, 'utf8'));
+  if (line) return line[1] === 'yes';
+  return readSmaps(pid).some((mapping) => mapping.path.startsWith('/') && mapping.flags.includes('mg'));
+}

@@ -50,6 +50,7 @@ describe('ksm status --json', () => {
 });
 
 describe('ksm status with ksmd merging a real process', () => {
+  const COMPARED = ['pages_sharing', 'pages_shared', 'general_profit', 'pages_unshared', 'pages_volatile', 'ksm_zero_pages', 'run'];
   it('reports the live counters, profit and warnings', WITH_KSMD, async (ctx) => {
     requireOrSkip(ctx, prctlUnavailable());
     const holder = spawn(process.execPath, [BIN, 'run', '--', '/usr/bin/python3', '-c', HOLD_8_MIB], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -60,7 +61,10 @@ describe('ksm status with ksmd merging a real process', () => {
         for (let attempt = 0; attempt < 20; attempt++) {
           const before = readRealTree();
           const json = JSON.parse((await runInProcess(['status', '--json'])).stdout);
-          if (JSON.stringify(before) !== JSON.stringify(readRealTree())) continue;
+          // ksmd scanning moves pages_scanned and full_scans all the time (slowly, under
+          // QEMU): only the counters compared here must hold still during the sample.
+          const after = readRealTree();
+          if (COMPARED.some((name) => before[name] !== after[name])) continue;
           expect(json.counters.pages_sharing).toBe(Number(before.pages_sharing));
           expect(json.savedBytes).toBe(Number(before.pages_sharing) * json.pageSize);
           expect(json.sharingRatio).toBe(Number(before.pages_sharing) / Number(before.pages_shared));

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 
 const root = new URL('../../', import.meta.url).pathname;
 const fixtures = join(root, 'test', 'fixtures', 'preload');
+const workloadsDir = join(root, 'test', 'fixtures', 'workloads');
 const work = mkdtempSync(join(tmpdir(), 'ksm-bench-preload-'));
 const CPU_ROUNDS = 15;
 const RUNS_PER_ROUND = 3;
@@ -103,8 +104,8 @@ const percent = (x) => `${(x * 100).toFixed(1)} %`;
 const ratio = (x) => `${x.toFixed(3)}×`;
 
 const workloads = {
-  node: [process.execPath, [join(fixtures, 'workload.js')]],
-  python: [python3, [join(fixtures, 'workload.py')]],
+  node: [process.execPath, [join(workloadsDir, 'workload.js')]],
+  python: [python3, [join(workloadsDir, 'workload.py')]],
 };
 const memory = {};
 for (const [name, [command, args]] of Object.entries(workloads)) {

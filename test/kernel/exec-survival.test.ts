@@ -11,7 +11,7 @@ import { initSnippet } from '../../lib/deploy/snippets.js';
 import { BIN, runInProcess } from '../cli/harness.js';
 import { ksmUnavailable, probedKernel, requireOrSkip } from '../helpers/e2e.js';
 import { coverage } from '../helpers/smaps.js';
-import { buildFixture, buildLauncher, coverageReaching, startWorkload } from '../preload/native-build.js';
+import { buildLauncher, buildWorkload, coverageReaching, startWorkload } from '../preload/native-build.js';
 
 const LOST_AT_EXEC = { KSM_PRELOAD_TEST_PRCTL_LOST_AT_EXEC: '1' };
 
@@ -29,7 +29,7 @@ function rightWay(lostAtExecPlayed: boolean): 'prctl' | 'library' {
 /** Starts the C workload through `launch` and reads how it was reached. */
 async function reachedHow(launch: string[], env: NodeJS.ProcessEnv, library: string) {
   const [command = '', ...args] = launch;
-  const running = await startWorkload(command, [...args, buildFixture('workload')], env);
+  const running = await startWorkload(command, [...args, buildWorkload()], env);
   try {
     const pid = running.child.pid ?? -1;
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
@@ -77,7 +77,7 @@ describe.each([
 describe('prctl mode on a kernel that drops the flag at exec (test switch)', () => {
   it('ksm-exec says the program runs unmarked, and it does', async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
-    const running = await startWorkload(buildLauncher(), ['--mode', 'prctl', '--', buildFixture('workload')], cleanEnv(LOST_AT_EXEC));
+    const running = await startWorkload(buildLauncher(), ['--mode', 'prctl', '--', buildWorkload()], cleanEnv(LOST_AT_EXEC));
     try {
       // Give a marker, were there one, the time it takes elsewhere.
       await new Promise((resolve) => setTimeout(resolve, 300));

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { withKsmd } from '../helpers/ksmd.js';
-import { buildFixture, coverageReaching, fixturesDir, python3, repoRoot, startWorkload } from '../preload/native-build.js';
+import { buildWorkload, coverageReaching, python3, repoRoot, startWorkload, workloadsDir } from '../preload/native-build.js';
 
 const KSM = '/sys/kernel/mm/ksm';
 const BIN = join(repoRoot, 'bin', 'ksm.js');
@@ -70,9 +70,9 @@ afterAll(() => {
 });
 
 const workloads = {
-  node: () => [process.execPath, join(fixturesDir, 'workload.js')],
-  python: () => [python3, join(fixturesDir, 'workload.py')],
-  C: () => [buildFixture('workload')],
+  node: () => [process.execPath, join(workloadsDir, 'workload.js')],
+  python: () => [python3, join(workloadsDir, 'workload.py')],
+  C: () => [buildWorkload()],
 };
 // prctl mode only where the kernel has the call: elsewhere `ksm run` refuses it by design.
 const modes = probed.prctl ? ['madvise', 'auto', 'prctl'] : ['madvise', 'auto'];

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { initSnippet } from '../../lib/deploy/snippets.js';
 import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { requireFile } from '../helpers/tools.js';
-import { buildFixture, buildLauncher, buildLibrary, coverageReaching, fixturesDir, preloadEnv, python3, startWorkload } from './native-build.js';
+import { buildLauncher, buildLibrary, buildWorkload, coverageReaching, preloadEnv, python3, startWorkload, workloadsDir } from './native-build.js';
 
 // A program that already preloads another malloc gets the library through a snippet or
 // ksm-exec. Both put the library first in LD_PRELOAD: the loader binds malloc to the
@@ -17,8 +17,8 @@ const ALLOCATORS = [
 ] as const;
 
 const WORKLOADS = {
-  c: () => [buildFixture('workload'), []] as const,
-  python3: () => [python3, [join(fixturesDir, 'workload.py')]] as const,
+  c: () => [buildWorkload(), []] as const,
+  python3: () => [python3, [join(workloadsDir, 'workload.py')]] as const,
 };
 
 /** The program's environment: another allocator preloaded, no library yet. */

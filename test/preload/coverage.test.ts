@@ -1,13 +1,13 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
-import { buildFixture, coverageReaching, fixturesDir, MADVISE_KERNELS, preloadEnv, python3, startWorkload, type Mode } from './native-build.js';
+import { buildWorkload, coverageReaching, MADVISE_KERNELS, preloadEnv, python3, startWorkload, workloadsDir, type Mode } from './native-build.js';
 
 // Coverage = anonymous kB in `mg` mappings ÷ all anonymous kB, from /proc/PID/smaps.
 const workloads = {
-  node: () => [process.execPath, [join(fixturesDir, 'workload.js')]] as const,
-  python3: () => [python3, [join(fixturesDir, 'workload.py')]] as const,
-  c: () => [buildFixture('workload'), []] as const,
+  node: () => [process.execPath, [join(workloadsDir, 'workload.js')]] as const,
+  python3: () => [python3, [join(workloadsDir, 'workload.py')]] as const,
+  c: () => [buildWorkload(), []] as const,
 };
 
 /** Coverage once it reached `expected` (the library marks when the program pauses). */

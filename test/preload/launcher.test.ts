@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, probedKernel, requireOrSkip } from '../helpers/e2e.js';
-import { buildFixture, buildLauncher, coverageReaching, fixturesDir, startWorkload } from './native-build.js';
+import { buildFixture, buildLauncher, buildWorkload, coverageReaching, fixturesDir, startWorkload } from './native-build.js';
 
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
@@ -62,7 +62,7 @@ describe('ksm-exec', () => {
 
   it('auto mode falls back to LD_PRELOAD when prctl is refused, and the program ends up marked', async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
-    const running = await startWorkload(buildLauncher(), [buildFixture('workload')], cleanEnv({ KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
+    const running = await startWorkload(buildLauncher(), [buildWorkload()], cleanEnv({ KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
     try {
       const environ = readFileSync(`/proc/${running.child.pid}/environ`, 'utf8').split('\0');
       expect(environ).toContain('KSM_PRELOAD_MODE=madvise');

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ksmUnavailable, prctlUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { waitFor, withKsmd } from '../helpers/ksmd.js';
-import { buildFixture, preloadEnv, startWorkload, type Mode, type Running } from './native-build.js';
+import { buildWorkload, preloadEnv, startWorkload, type Mode, type Running } from './native-build.js';
 
 function mergingPages(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/ksm_merging_pages`, 'utf8').trim());
@@ -13,7 +13,7 @@ const LOCK_PATIENCE = { timeout: 300_000 };
 
 /** Two processes holding the same data (same seed) under the library in `mode`. */
 async function twins(mode: Mode, body: (pids: number[]) => Promise<void>): Promise<void> {
-  const workload = buildFixture('workload');
+  const workload = buildWorkload();
   const running: Running[] = [];
   try {
     for (let i = 0; i < 2; i++) running.push(await startWorkload(workload, ['7'], preloadEnv(mode)));

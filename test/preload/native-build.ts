@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { buildCached, buildLauncher as buildSharedLauncher, buildPreloadLibrary, repoRoot } from '../helpers/native-build.js';
 import { coverage } from '../helpers/smaps.js';
 
@@ -21,9 +21,22 @@ export function buildLauncher(): string {
   return buildSharedLauncher(buildLibrary());
 }
 
+/** The workload programs of every test and benchmark; their protocol is in its README.md. */
+export const workloadsDir = join(repoRoot, 'test', 'fixtures', 'workloads');
+
+function buildProgram(source: string, { cc = 'gcc', opt = '-O2' }: Toolchain, extra: string[]): string {
+  const name = basename(source, '.c');
+  return buildCached(`${name}-${cc}${opt}`, { compiler: cc, sources: [source], flags: ['-std=gnu11', opt, '-Wall', '-pthread'], libs: extra });
+}
+
 /** A C program from test/fixtures/preload. */
-export function buildFixture(name: string, { cc = 'gcc', opt = '-O2' }: Toolchain = {}, extra: string[] = []): string {
-  return buildCached(`${name}-${cc}${opt}`, { compiler: cc, sources: [join(fixturesDir, `${name}.c`)], flags: ['-std=gnu11', opt, '-Wall', '-pthread'], libs: extra });
+export function buildFixture(name: string, toolchain: Toolchain = {}, extra: string[] = []): string {
+  return buildProgram(join(fixturesDir, `${name}.c`), toolchain, extra);
+}
+
+/** test/fixtures/workloads/workload.c. */
+export function buildWorkload(toolchain: Toolchain = {}): string {
+  return buildProgram(join(workloadsDir, 'workload.c'), toolchain, []);
 }
 
 /** The real python3 binary (not a pyenv shim script, whose fork/exec chain would be measured instead). */

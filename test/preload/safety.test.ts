@@ -5,7 +5,7 @@ import { ksmUnavailable, requireOrSkip } from '../helpers/e2e.js';
 import { requireTool } from '../helpers/tools.js';
 import { buildPreloadLibrary } from '../helpers/native-build.js';
 import { coverage } from '../helpers/smaps.js';
-import { buildFixture, buildLibrary, coverageReaching, fixturesDir, preloadEnv, startWorkload, type Toolchain } from './native-build.js';
+import { buildFixture, buildLibrary, buildWorkload, coverageReaching, fixturesDir, preloadEnv, startWorkload, type Toolchain } from './native-build.js';
 import { readFileSync } from 'node:fs';
 
 function run(program: string, env: NodeJS.ProcessEnv) {
@@ -62,7 +62,7 @@ describe('musl', () => {
     const library = buildLibrary({ cc: 'musl-gcc' });
     const errnoResult = run(buildFixture('errno_hooks', { cc: 'musl-gcc' }), preloadEnv('madvise', library));
     expect(errnoResult.stdout).toMatch(/^ok \d+\n$/);
-    const running = await startWorkload(buildFixture('workload', { cc: 'musl-gcc' }), [], preloadEnv('madvise', library));
+    const running = await startWorkload(buildWorkload({ cc: 'musl-gcc' }), [], preloadEnv('madvise', library));
     try {
       expect((await coverageReaching(running.child.pid!, 0.95)).ratio).toBeGreaterThanOrEqual(0.95);
     } finally {
@@ -103,14 +103,14 @@ describe('a kernel that refuses prctl', () => {
   it('auto falls back to madvise, and prctl mode runs the program unmarked', async (ctx) => {
     requireOrSkip(ctx, ksmUnavailable());
     const library = buildLibrary();
-    const auto = await startWorkload(buildFixture('workload'), [], preloadEnv('auto', library, { KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
+    const auto = await startWorkload(buildWorkload(), [], preloadEnv('auto', library, { KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
     try {
       expect((await coverageReaching(auto.child.pid!, 0.95)).ratio).toBeGreaterThanOrEqual(0.95);
       expect(readMergeAny(auto.child.pid!)).toBe('no');
     } finally {
       expect(await auto.finish()).toBe(0);
     }
-    const refused = await startWorkload(buildFixture('workload'), [], preloadEnv('prctl', library, { KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
+    const refused = await startWorkload(buildWorkload(), [], preloadEnv('prctl', library, { KSM_PRELOAD_TEST_NO_PRCTL: '1' }));
     try {
       expect(coverage(refused.child.pid!).ratio).toBeLessThan(0.01);
     } finally {

@@ -12,11 +12,11 @@ import { requireTool } from '../helpers/tools.js';
 
 // RELIABILITY.md §1: real programs under the library in madvise and prctl mode
 // against a run without it. stdout, stderr and the exit code must be identical
-// byte for byte. Coverage comes from smaps for programs that can wait before
-// exit (RELIABILITY_HOLD=1), from the library's KSM_PRELOAD_VERBOSE exit
-// summary for the short-lived ones.
+// byte for byte. Coverage comes from smaps for the workloads, which wait before
+// exit (test/fixtures/workloads/README.md), from the library's
+// KSM_PRELOAD_VERBOSE exit summary for the short-lived programs.
 
-const programs = join(repoRoot, 'test/fixtures/reliability/programs');
+const workloads = join(repoRoot, 'test/fixtures/workloads');
 const SORT_LINES = 400_000;
 const SQL_INSERTS = 5_000;
 const REDIS_KEYS = 3_000;
@@ -47,9 +47,9 @@ interface Program {
   args: () => string[];
   input?: () => string;
   env?: NodeJS.ProcessEnv;
-  /** The exit code of the run without the library (the scripts end with their own, to see it pass through). */
+  /** The exit code of the run without the library (the workloads are given their own, to see it pass through). */
   status?: number;
-  /** Prints RELIABILITY_HOLD on stderr and waits for stdin to close before exiting. */
+  /** A workload: prints "ready" on stdout and waits for stdin to close before exiting. */
   holds?: boolean;
   /** A fresh, identically named working folder for every run (git writes into it). */
   freshCwd?: boolean;
@@ -76,15 +76,15 @@ const gitEnv = {
 };
 
 const PROGRAMS: Program[] = [
-  { name: 'bash script', command: 'bash', debianPackage: 'bash', args: () => [join(programs, 'workload.sh')], holds: true, status: 3 },
+  { name: 'bash script', command: 'bash', debianPackage: 'bash', args: () => [join(workloads, 'workload.sh')], env: { WORKLOAD_EXIT_STATUS: '3' }, holds: true, status: 3 },
   { name: 'sort of a large file', command: 'sort', debianPackage: 'coreutils', args: () => ['-k2,2', join(work, 'sort-input.txt')] },
   { name: 'ls -R', command: 'ls', debianPackage: 'coreutils', args: () => ['-lR', '--time-style=+', '/usr/include'] },
-  { name: 'python3', command: '/usr/bin/python3', debianPackage: 'python3', args: () => [join(programs, 'workload.py')], holds: true, status: 4 },
-  { name: 'perl', command: 'perl', debianPackage: 'perl', args: () => [join(programs, 'workload.pl')], holds: true, status: 5 },
-  { name: 'node', command: process.execPath, debianPackage: 'nodejs', args: () => [join(programs, 'workload.js')], holds: true, status: 6 },
+  { name: 'python3', command: '/usr/bin/python3', debianPackage: 'python3', args: () => [join(workloads, 'workload.py')], env: { WORKLOAD_EXIT_STATUS: '4' }, holds: true, status: 4 },
+  { name: 'perl', command: 'perl', debianPackage: 'perl', args: () => [join(workloads, 'workload.pl')], env: { WORKLOAD_EXIT_STATUS: '5' }, holds: true, status: 5 },
+  { name: 'node', command: process.execPath, debianPackage: 'nodejs', args: () => [join(workloads, 'workload.js')], env: { WORKLOAD_EXIT_STATUS: '6' }, holds: true, status: 6 },
   { name: 'git init/commit/log', command: 'sh', debianPackage: 'git', args: () => ['-c', gitScript], env: gitEnv, freshCwd: true },
   { name: 'sqlite3', command: 'sqlite3', debianPackage: 'sqlite3', args: () => [':memory:'], input: () => readSql() },
-  { name: 'gcc compiling a file', command: 'gcc', debianPackage: 'gcc', args: () => ['-O2', '-S', '-o', '-', join(programs, 'workload.c')] },
+  { name: 'gcc compiling a file', command: 'gcc', debianPackage: 'gcc', args: () => ['-O2', '-S', '-o', '-', join(workloads, 'workload.c')] },
 ];
 
 function readSql(): string {
@@ -104,7 +104,7 @@ async function runProgram(program: Program, mode: Mode, extraEnv: NodeJS.Process
   const env = modeEnv(mode, { LC_ALL: 'C', TZ: 'UTC', ...program.env, ...extraEnv });
   const options = { env, cwd, input: program.input?.(), timeoutMs: 60_000 };
   if (!program.holds) return run(program.command, program.args(), options);
-  const result = await runHeld(program.command, program.args(), options);
+  const result = await runHeld(program.command, program.args(), { ...options, marker: 'ready\n', markerOn: 'stdout' });
   const { ratio, anonymousKb, vmas, mergeableKb } = result.held;
   return { ...result, mergeableKb, coverage: `${percent(ratio)} of ${anonymousKb} kB anonymous, ${vmas} VMAs` };
 }

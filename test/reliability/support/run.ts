@@ -84,13 +84,21 @@ export interface HeldRun extends RunResult {
 
 const HOLD_MARKER = 'RELIABILITY_HOLD\n';
 
+export interface HoldOptions extends RunOptions {
+  /** What the program prints once its memory is in place; RELIABILITY_HOLD by default. */
+  marker?: string;
+  /** Where it prints the marker: stderr by default, stdout for the workloads (`ready`). */
+  markerOn?: 'stdout' | 'stderr';
+}
+
 /**
  * Runs a fixture with RELIABILITY_HOLD=1 (or any program that prints `marker`
- * on stderr and then waits for its stdin to close), reads its smaps at that
- * point, then lets it finish.
+ * and then waits for its stdin to close), reads its smaps at that point, then
+ * lets it finish.
  */
-export function runHeld(command: string, args: string[], options: RunOptions & { marker?: string } = {}): Promise<HeldRun> {
+export function runHeld(command: string, args: string[], options: HoldOptions = {}): Promise<HeldRun> {
   const marker = options.marker ?? HOLD_MARKER;
+  const markerOn = options.markerOn ?? 'stderr';
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       env: { ...(options.env ?? cleanEnv()), RELIABILITY_HOLD: '1' },
@@ -105,10 +113,9 @@ export function runHeld(command: string, args: string[], options: RunOptions & {
       timedOut = true;
       child.kill('SIGKILL');
     }, options.timeoutMs ?? 60_000);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr.push(chunk);
-      if (held === undefined && Buffer.concat(stderr).toString().includes(marker) && child.pid !== undefined) {
+    const holdOnMarker = () => {
+      const watched = markerOn === 'stdout' ? stdout : stderr;
+      if (held === undefined && Buffer.concat(watched).toString().includes(marker) && child.pid !== undefined) {
         try {
           held = { ...coverage(child.pid), pid: child.pid, mappings: readSmaps(child.pid) };
         } catch (error) {
@@ -116,6 +123,14 @@ export function runHeld(command: string, args: string[], options: RunOptions & {
         }
         child.stdin.end();
       }
+    };
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout.push(chunk);
+      holdOnMarker();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr.push(chunk);
+      holdOnMarker();
     });
     child.stdin.on('error', () => undefined);
     if (options.input !== undefined) child.stdin.write(options.input);

@@ -16,7 +16,7 @@ export class AutotuneLogWriter {
     try {
       mkdirSync(dirname(file), { recursive: true });
     } catch (error) {
-      throw new KsmError('autotune', 'EIO', `cannot create the folder of ${file}: ${(error as Error).message}`, { cause: error });
+      throw KsmError.fromNode('runAutotune', error, `cannot create the folder of ${file}: ${(error as Error).message}`);
     }
     this.lines = this.read().length;
   }
@@ -27,7 +27,7 @@ export class AutotuneLogWriter {
       this.lines++;
       if (this.lines > MAX_LINES) this.truncate();
     } catch (error) {
-      throw new KsmError('autotune', 'EIO', `cannot write ${this.file}: ${(error as Error).message}`, { cause: error });
+      throw KsmError.fromNode('runAutotune', error, `cannot write ${this.file}: ${(error as Error).message}`);
     }
   }
 

@@ -11,7 +11,7 @@ import { ksmdCpuSeconds } from './ksmd-cpu.js';
 export function readMemInfo(text: string = readFileSync('/proc/meminfo', 'utf8')): { totalBytes: number; availableBytes: number } {
   const field = (name: string): number => {
     const match = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
-    if (!match) throw new KsmError('read', 'EIO', `/proc/meminfo has no ${name} line`);
+    if (!match) throw new KsmError('runAutotune', 'EIO', `/proc/meminfo has no ${name} line`);
     return Number(match[1]) * 1024;
   };
   return { totalBytes: field('MemTotal'), availableBytes: field('MemAvailable') };

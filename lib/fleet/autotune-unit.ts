@@ -77,7 +77,7 @@ export function installAutotuneUnit(dir: string = DEFAULT_UNIT_DIR, args: readon
     renameSync(temporary, file);
   } catch (error) {
     rmSync(temporary, { force: true });
-    throw new KsmError('installAutotuneUnit', 'EIO', `cannot write ${file}: ${(error as Error).message}`, { cause: error });
+    throw KsmError.fromNode('installAutotuneUnit', error, `cannot write ${file}: ${(error as Error).message}`);
   }
   return { file, text };
 }

@@ -2,6 +2,7 @@
 // decide, writes the knobs it asks for, and puts every knob back when it ends.
 import { setTimeout as delay } from 'node:timers/promises';
 import { KsmError } from '../core/errors.js';
+import { checkCString, checkOptionalBoolean, checkOptions } from '../core/validate.js';
 import { kernelFeatures } from '../kernel/features.js';
 import { readKsmKnob, writeKsmKnob } from '../kernel/sysfs.js';
 import { applyKnobs, restoreKnobs, saveKnobs, type KnobSnapshot } from '../kernel/tune.js';
@@ -57,6 +58,17 @@ export interface AutotuneSummary {
 const POSITIVE: ReadonlyArray<keyof AutotuneSettings> = ['intervalSeconds', 'maxCpuPercent', 'boostScanSeconds', 'relaxScanSeconds'];
 
 /** Fills in the defaults and checks every setting; RangeError/TypeError name the bad one. */
+function checkAutotuneOptions(options: AutotuneOptions): void {
+  const operation = 'runAutotune';
+  checkOptions(operation, options, ['settings', 'dryRun', 'stateFile', 'signal', 'onDecision', 'onTick']);
+  checkOptionalBoolean(operation, 'options.dryRun', options.dryRun);
+  if (options.stateFile !== undefined) checkCString(operation, 'options.stateFile', options.stateFile);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`${operation}: options.signal must be an AbortSignal`);
+  for (const name of ['onDecision', 'onTick'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`${operation}: options.${name} must be a function`);
+  }
+}
+
 export function autotuneSettings(overrides: Partial<AutotuneSettings> = {}): AutotuneSettings {
   if (typeof overrides !== 'object' || overrides === null) throw new TypeError('autotune settings must be an object');
   const settings = { ...DEFAULT_AUTOTUNE_SETTINGS };
@@ -109,9 +121,10 @@ function apply(decision: AutotuneDecision): void {
  * are restored first then too.
  */
 export async function runAutotune(options: AutotuneOptions = {}): Promise<AutotuneSummary> {
+  checkAutotuneOptions(options);
   const settings = autotuneSettings(options.settings);
   const features = kernelFeatures();
-  if (!features.ksm.available) throw new KsmError('autotune', 'ENOTSUP', features.ksm.reason ?? 'this kernel has no KSM');
+  if (!features.ksm.available) throw new KsmError('runAutotune', 'ENOTSUP', features.ksm.reason ?? 'this kernel has no KSM');
   const offer: KernelOffer = { advisor: features.advisor.available };
   const dryRun = options.dryRun === true;
   const log = options.stateFile === undefined ? undefined : new AutotuneLogWriter(options.stateFile);

@@ -26,7 +26,7 @@ function compile(compiler: string, args: string[]): { status: number | null; std
 /** Why `gcc -m32` cannot build a program here, or undefined when it can. */
 function noMultilib(): string | undefined {
   const result = spawnSync('gcc', ['-m32', '-x', 'c', '-o', join(out, 'm32-probe'), '-'], { input: 'int main(void) { return 0; }\n', encoding: 'utf8' });
-  return result.status === 0 ? undefined : 'gcc -m32 cannot build here (Debian package gcc-multilib)';
+  return result.status === 0 ? undefined : 'gcc -m32 cannot build here (Debian package gcc-12-multilib)';
 }
 
 describe('supported targets', () => {

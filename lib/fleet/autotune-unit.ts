@@ -1,7 +1,7 @@
 // The systemd unit that runs `ksm autotune`, and writing it where systemd looks.
 // deploy/systemd/ksm-autotune.service in the repository is this text with no options.
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { KsmError } from '../core/errors.js';
 
 export const AUTOTUNE_UNIT_NAME = 'ksm-autotune.service';
@@ -68,7 +68,8 @@ WantedBy=multi-user.target
  * renames it into place, so systemd never reads half a file. Returns the path.
  */
 export function installAutotuneUnit(dir: string = DEFAULT_UNIT_DIR, args: readonly string[] = []): { file: string; text: string } {
-  if (typeof dir !== 'string' || dir === '') throw new TypeError('the unit folder must be a non-empty string');
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('installAutotuneUnit: the unit folder must be a non-empty string');
+  if (!isAbsolute(dir)) throw new RangeError(`installAutotuneUnit: the unit folder must be an absolute path, got ${JSON.stringify(dir.slice(0, 200))}`);
   const text = autotuneUnitText(args);
   const file = join(dir, AUTOTUNE_UNIT_NAME);
   const temporary = join(dir, `.${AUTOTUNE_UNIT_NAME}.${process.pid}.tmp`);

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../core/addon.js';
+import { KsmError } from '../core/errors.js';
 import { systemKsmStats } from '../kernel/system-stats.js';
 import { checkCString, checkInteger, checkOptions, describe } from '../core/validate.js';
 import { autotuneLogPath, readAutotuneDecisions } from './autotune-log.js';
@@ -145,7 +146,7 @@ export async function startExporter(exporterOptions?: ExporterOptions): Promise<
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => {
       stopTimers();
-      reject(error);
+      reject(KsmError.fromNode('startExporter', error, `cannot listen on ${options.host}:${options.port}: ${error.message}`));
     });
     server.listen(options.port, options.host, () => {
       server.removeAllListeners('error');

@@ -58,17 +58,6 @@ export interface AutotuneSummary {
 const POSITIVE: ReadonlyArray<keyof AutotuneSettings> = ['intervalSeconds', 'maxCpuPercent', 'boostScanSeconds', 'relaxScanSeconds'];
 
 /** Fills in the defaults and checks every setting; RangeError/TypeError name the bad one. */
-function checkAutotuneOptions(options: AutotuneOptions): void {
-  const operation = 'runAutotune';
-  checkOptions(operation, options, ['settings', 'dryRun', 'stateFile', 'signal', 'onDecision', 'onTick']);
-  checkOptionalBoolean(operation, 'options.dryRun', options.dryRun);
-  if (options.stateFile !== undefined) checkCString(operation, 'options.stateFile', options.stateFile);
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`${operation}: options.signal must be an AbortSignal`);
-  for (const name of ['onDecision', 'onTick'] as const) {
-    if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`${operation}: options.${name} must be a function`);
-  }
-}
-
 export function autotuneSettings(overrides: Partial<AutotuneSettings> = {}): AutotuneSettings {
   if (typeof overrides !== 'object' || overrides === null) throw new TypeError('autotune settings must be an object');
   const settings = { ...DEFAULT_AUTOTUNE_SETTINGS };
@@ -111,6 +100,18 @@ function apply(decision: AutotuneDecision): void {
   if (decision.reseedAdvisor && advisorWasOn) {
     writeKsmKnob('advisor_mode', 'none');
     writeKsmKnob('advisor_mode', 'scan-time');
+  }
+}
+
+/** The options of runAutotune(), checked before the daemon starts: a TypeError names a bad one. */
+function checkAutotuneOptions(options: AutotuneOptions): void {
+  const operation = 'runAutotune';
+  checkOptions(operation, options, ['settings', 'dryRun', 'stateFile', 'signal', 'onDecision', 'onTick']);
+  checkOptionalBoolean(operation, 'options.dryRun', options.dryRun);
+  if (options.stateFile !== undefined) checkCString(operation, 'options.stateFile', options.stateFile);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError(`${operation}: options.signal must be an AbortSignal`);
+  for (const name of ['onDecision', 'onTick'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') throw new TypeError(`${operation}: options.${name} must be a function`);
   }
 }
 

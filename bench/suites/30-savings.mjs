@@ -10,10 +10,11 @@
 //
 //   node bench/suites/30-savings.mjs [--quick]     (needs root, KSM and `npm run build`)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, release, totalmem } from 'node:os';
 import { memcached, redis, waitListening } from '../workloads/servers.mjs';
+import { acquireKsmdLock, releaseKsmdLock } from '../ksmd-lock.mjs';
 
 const require = createRequire(import.meta.url);
 const root = new URL('../../', import.meta.url).pathname;
@@ -25,7 +26,6 @@ const MODES = ['none', 'madvise', 'prctl'];
 const SETTLE_TIMEOUT_MS = 60_000;
 const STABLE_FULL_SCANS = 3;
 const FAST_KNOBS = { pages_to_scan: 5000, sleep_millisecs: 10 };
-const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
 const GOALS = { mergedOverIdeal: 0.95, analyzeBytesPerSecond: 2 ** 30, predictionLow: 0.95, predictionHigh: 1.05 };
 const MiB = 2 ** 20;
 
@@ -44,36 +44,6 @@ const WORKLOADS = [
   { name: redis.name, command: redis.command, ready: 'port', load: redis.load },
   { name: memcached.name, command: memcached.command, ready: 'port', load: memcached.load },
 ];
-
-// --- the lock of test/helpers/ksmd.ts, so tests and this suite never share ksmd ---
-async function acquireLock() {
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
-      return;
-    } catch {
-      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 10 minutes`);
-      await sleep(200);
-    }
-  }
-}
-
-function lockHolderIsGone() {
-  try {
-    process.kill(Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if (error.code === 'ESRCH') return true;
-    try {
-      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
-  }
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -254,7 +224,7 @@ async function main() {
   }
   if (!ksm.launcher().path) throw new Error(`${ksm.launcher().reason}`);
   const workloads = process.argv.includes('--quick') ? WORKLOADS.slice(0, 1) : WORKLOADS;
-  await acquireLock();
+  await acquireKsmdLock();
   const snapshot = ksm.saveKnobs();
   const results = [];
   try {
@@ -269,7 +239,7 @@ async function main() {
   } finally {
     ksm.applyKnobs({ run: 2 });
     ksm.restoreKnobs(snapshot);
-    rmSync(LOCK_DIR, { recursive: true, force: true });
+    releaseKsmdLock();
   }
   printTable(results);
   const goals = verdicts(results);

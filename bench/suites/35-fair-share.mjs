@@ -6,9 +6,10 @@
 //
 //   node bench/suites/35-fair-share.mjs [--processes N] [--holders N]   (needs root, KSM, `npm run build`)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, release, totalmem } from 'node:os';
+import { acquireKsmdLock, releaseKsmdLock } from '../ksmd-lock.mjs';
 
 const require = createRequire(import.meta.url);
 const root = new URL('../../', import.meta.url).pathname;
@@ -23,7 +24,6 @@ const PROCESSES = option('processes', 1000);
 const HOLDERS = option('holders', 40);
 const HOLDER_PAGES = 2048; // 8 MiB each, the same content in every holder
 const ROUNDS = 5;
-const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
 const MiB = 2 ** 20;
 
 const HOLDER = `
@@ -38,36 +38,6 @@ time.sleep(3600)
 `;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// --- the lock of test/helpers/ksmd.ts, so tests and this suite never share ksmd ---
-async function acquireLock() {
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
-      return;
-    } catch {
-      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 10 minutes`);
-      await sleep(200);
-    }
-  }
-}
-
-function lockHolderIsGone() {
-  try {
-    process.kill(Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if (error.code === 'ESRCH') return true;
-    try {
-      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
-  }
-}
 
 function startHolder() {
   const child = spawn('/usr/bin/python3', ['-c', HOLDER, String(HOLDER_PAGES)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -116,7 +86,7 @@ async function main() {
   }
   const holders = [];
   const idle = [];
-  await acquireLock();
+  await acquireKsmdLock();
   const snapshot = ksm.saveKnobs();
   try {
     for (let i = 0; i < HOLDERS; i++) holders.push(await startHolder());
@@ -171,7 +141,7 @@ async function main() {
     for (const child of [...holders, ...idle]) child.kill('SIGKILL');
     ksm.applyKnobs({ run: 2 });
     ksm.restoreKnobs(snapshot);
-    rmSync(LOCK_DIR, { recursive: true, force: true });
+    releaseKsmdLock();
   }
 }
 

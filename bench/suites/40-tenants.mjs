@@ -16,19 +16,19 @@
 //   node bench/suites/40-tenants.mjs [--tenants N] [--rate VIEWS_PER_S] [--pages-to-scan N] [--sleep-ms N]
 //     (needs root, KSM, podman, runc, catatonit, debootstrap and `npm run build`)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ensureTenantImage, podmanUnavailable } from '../../scripts/containers/images.mjs';
 import { LIBRARY_IN_TENANT, latencySummary, startLoad, startTenants, stopTenants, tenantMemory, tenantPids } from '../../scripts/containers/tenants.mjs';
+import { acquireKsmdLock, releaseKsmdLock } from '../ksmd-lock.mjs';
 
 const require = createRequire(import.meta.url);
 const root = new URL('../../', import.meta.url).pathname;
 const ksm = require(`${root}dist/cjs/index.js`);
 const { measureMergedBytes } = require(`${root}dist/cjs/analysis/analyze.js`);
 
-const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
 const VARIANTS = ['sysv', 'ksm-run'];
 const WARM_UP_S = 30;
 const PHASE_S = 30;
@@ -51,36 +51,6 @@ const RATE = option('rate', TENANTS);
 const KNOBS = { pages_to_scan: option('pages-to-scan', 1000), sleep_millisecs: option('sleep-ms', 20) };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// --- the lock of test/helpers/ksmd.ts, so tests and this suite never share ksmd ---
-async function acquireLock() {
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
-      return;
-    } catch {
-      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 10 minutes`);
-      await sleep(200);
-    }
-  }
-}
-
-function lockHolderIsGone() {
-  try {
-    process.kill(Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if (error.code === 'ESRCH') return true;
-    try {
-      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
-  }
-}
 
 // --- ksmd's CPU time ---
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -256,7 +226,7 @@ async function main() {
   const snippet = spawnSync(process.execPath, [`${root}bin/ksm.js`, 'snippet', 'sysv', '--lib', LIBRARY_IN_TENANT], { encoding: 'utf8' });
   if (snippet.status !== 0) throw new Error(`ksm snippet sysv failed: ${snippet.stderr}`);
   writeFileSync(snippetFile, snippet.stdout);
-  await acquireLock();
+  await acquireKsmdLock();
   const snapshot = ksm.saveKnobs();
   const results = [];
   try {
@@ -269,7 +239,7 @@ async function main() {
   } finally {
     ksm.applyKnobs({ run: 2 });
     ksm.restoreKnobs(snapshot);
-    rmSync(LOCK_DIR, { recursive: true, force: true });
+    releaseKsmdLock();
     rmSync(work, { recursive: true, force: true });
   }
   console.log(`${TENANTS} tenants, ${RATE} page views/s in total, ksmd pages_to_scan=${KNOBS.pages_to_scan} sleep_millisecs=${KNOBS.sleep_millisecs}\n`);

@@ -24,10 +24,11 @@
 //   node bench/suites/60-autotune.mjs [--minutes N] [--only NAME,...]
 //   (needs root, KSM and `npm run build`; --minutes shortens every time scale alike)
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { acquireKsmdLock, releaseKsmdLock } from '../ksmd-lock.mjs';
 
 const require = createRequire(import.meta.url);
 const checkout = new URL('../../', import.meta.url).pathname;
@@ -64,7 +65,6 @@ const WORKERS = 8;
 const WORKER_MIB = 32;
 const ARRIVAL_SECONDS = 30 * SCALE;
 const SAMPLE_MS = 2000;
-const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
 const MiB = 2 ** 20;
 
 /** The knobs as a freshly booted 6.x kernel has them. */
@@ -75,35 +75,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // --- the lock of test/helpers/ksmd.ts, so tests and this suite never share ksmd ---
 // Tests take the lock for seconds at a time, many in a row: this waits longer than they
 // do and looks more often, or a busy machine would starve it.
-async function acquireLock() {
-  const deadline = Date.now() + 30 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid));
-      return;
-    } catch {
-      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 30 minutes`);
-      await sleep(20);
-    }
-  }
-}
-
-function lockHolderIsGone() {
-  try {
-    process.kill(Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if (error.code === 'ESRCH') return true;
-    try {
-      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
-  }
-}
-
 // --- the baselines that pace ksmd from here ---
 function meminfoKb() {
   const text = readFileSync('/proc/meminfo', 'utf8');
@@ -231,7 +202,7 @@ async function stopAll(children) {
 }
 
 async function runVariant(variant) {
-  await acquireLock();
+  await acquireKsmdLock({ waitMinutes: 30 });
   const snapshot = ksm.saveKnobs();
   const workers = [];
   let controller;
@@ -280,7 +251,7 @@ async function runVariant(variant) {
     await stopAll(workers);
     ksm.applyKnobs({ run: 2 });
     ksm.restoreKnobs(snapshot);
-    rmSync(LOCK_DIR, { recursive: true, force: true });
+    releaseKsmdLock();
   }
 }
 

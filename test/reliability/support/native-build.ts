@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildCached, repoRoot, type BuildSpec } from '../../helpers/native-build.js';
 
@@ -15,13 +14,4 @@ export function fixture(name: string, options: Partial<BuildSpec> = {}): string 
     kind: options.kind ?? 'executable',
     includes: [fixtureDir],
   });
-}
-
-/** Where a command lives on PATH, or undefined. */
-export function which(command: string): string | undefined {
-  try {
-    return execFileSync('sh', ['-c', 'command -v "$1"', 'sh', command], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }

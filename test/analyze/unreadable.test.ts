@@ -8,7 +8,7 @@ import { exitedPid, startFixture, stopFixtures, type FixtureProcess } from './fi
 
 const LAYOUT = { shared: 4, repeated: 2, zero: 2, unique: 2, adviseShared: false };
 const NOBODY = 65534;
-const builtAnalyze = join(__dirname, '..', '..', 'dist', 'cjs', 'analyze.js');
+const builtAnalyze = join(__dirname, '..', '..', 'dist', 'cjs', 'analysis', 'analyze.js');
 
 let fixture: FixtureProcess;
 

@@ -55,7 +55,8 @@ function isKernelThread(pid: number): boolean {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command, which may itself hold spaces and parentheses.
     const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
-    if ((flags & PF_KTHREAD) !== 0) return true;
+    // The flag decides; a process that is exiting has lost its exe too, and is no kernel thread.
+    if (Number.isInteger(flags)) return (flags & PF_KTHREAD) !== 0;
   } catch {
     return false;
   }

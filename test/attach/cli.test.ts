@@ -177,7 +177,8 @@ describe('refusals', () => {
     const target = await startTarget('nanosleep', '20000');
     try {
       process.kill(target.pid, 'SIGSTOP');
-      await sleep(100);
+      // Stopped means the kernel says T: a SIGSTOP still in flight is not a stopped process yet.
+      for (let i = 0; i < 100 && !/^T/.test(statusField(target.pid, 'State')); i++) await sleep(50);
       await expect(attachProcess(target.pid)).rejects.toMatchObject({ code: 'EAGAIN', message: expect.stringMatching(/job control/) });
       expect(statusField(target.pid, 'State')).toMatch(/^T/);
       expect(statusField(target.pid, 'TracerPid')).toBe('0');

@@ -141,6 +141,9 @@ function readKnobs(folder: string): Record<string, string> {
   return Object.fromEntries(readdirSync(folder).map((name) => [name, readFileSync(join(folder, name), 'utf8').trim()]));
 }
 
+// The first test builds the image into this test's own podman storage: minutes on a fresh machine.
+const IMAGE_TIMEOUT_MS = 5 * 60_000;
+
 describe('the DaemonSet pod under podman', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ksm-kube-'));
   const conf = join(dir, 'containers.conf');
@@ -227,7 +230,7 @@ describe('the DaemonSet pod under podman', () => {
     } finally {
       podman(['kube', 'down', podFile], true);
     }
-  });
+  }, IMAGE_TIMEOUT_MS);
 
   // podman 4.3 (Debian 12) kube play ignores hostPID, so the host's PID namespace is
   // checked with the exporter container's own settings under `podman run --pid host`.
@@ -265,5 +268,5 @@ describe('the DaemonSet pod under podman', () => {
     } finally {
       podman(['rm', '--force', 'ksm-exporter-hostpid'], true);
     }
-  });
+  }, IMAGE_TIMEOUT_MS);
 });

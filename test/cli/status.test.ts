@@ -58,6 +58,10 @@ describe('ksm status with ksmd merging a real process', () => {
       await new Promise((resolve) => holder.stdout.once('data', resolve));
       await withKsmd(async () => {
         expect(await waitFor(() => Number(readFileSync(`${REAL}/pages_sharing`, 'utf8')) >= 2000, 30_000)).toBe(true);
+        // Merged: a long pause between ksmd's batches holds the counters still while the
+        // command samples them, and ksmd still counts as running (withKsmd restores the knob).
+        writeFileSync(`${REAL}/sleep_millisecs`, '60000');
+        await new Promise((resolve) => setTimeout(resolve, 500));
         for (let attempt = 0; attempt < 20; attempt++) {
           const before = readRealTree();
           const json = JSON.parse((await runInProcess(['status', '--json'])).stdout);

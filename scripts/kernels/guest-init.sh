@@ -37,10 +37,20 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs shm $R/dev/shm
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
-mount -t tmpfs -o mode=1777 tmp $R/tmp
-mount -t tmpfs -o mode=0755 run $R/run
 mkdir -p $R/ksm-guest-out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 ksmout $R/ksm-guest-out || { say 'mounting ksmout failed'; finish 123; }
+# Fresh /tmp and /run hide the host's; a repository checked out under one of them
+# (CI may clone there) is kept visible at its own path.
+REPO=$(sed -n "s/^cd '\(.*\)' || exit 125\$/\1/p" $R/ksm-guest-out/job.sh)
+case "$REPO" in
+  /tmp/*|/run/*) mkdir -p /repo && mount -o bind "$R$REPO" /repo || { say "keeping $REPO failed"; finish 124; } ;;
+  *) REPO= ;;
+esac
+mount -t tmpfs -o mode=1777 tmp $R/tmp
+mount -t tmpfs -o mode=0755 run $R/run
+if [ -n "$REPO" ]; then
+  mkdir -p "$R$REPO" && mount -o move /repo "$R$REPO" || { say "keeping $REPO failed"; finish 124; }
+fi
 ip link set lo up
 hostname ksm-guest
 

@@ -40,7 +40,7 @@ export function buildRootfs(tarball) {
     const { node, libraries } = nodeFiles();
     copyInto(stage, node, '/usr/bin/node');
     for (const library of libraries) copyInto(stage, library);
-    for (const path of ['package.json', 'binding.gyp', 'bin', 'dist', 'lib/fleet/dashboard']) copyInto(stage, join(root, path), join(APP, path));
+    for (const path of ['package.json', 'binding.gyp', 'bin', 'dist', 'scripts/libc.js', 'lib/fleet/dashboard']) copyInto(stage, join(root, path), join(APP, path));
     for (const file of ['ksm_addon.node', 'libksm_preload.so', 'ksm-exec', 'ksm-attach']) {
       const built = join(root, 'build/Release', file);
       if (existsSync(built)) copyInto(stage, built, join(APP, 'build/Release', file));

@@ -3,6 +3,7 @@ import { KsmError } from '../../core/errors.js';
 import type { CliContext, Command } from '../command.js';
 import { formatJson, formatMiB } from '../format.js';
 import { parseCommandArgs, parseWholeNumber, UsageError } from '../usage.js';
+import { sleep } from '../watch.js';
 
 const OPTIONS = {
   mode: { type: 'string' },
@@ -77,19 +78,6 @@ function report(action: 'attach' | 'detach', outcomes: Outcome[], json: boolean,
     }
   }
   return outcomes.every((o) => o.ok) ? 0 : 1;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export const attachCommand: Command = {

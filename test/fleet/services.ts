@@ -30,17 +30,22 @@ export interface Service {
 }
 
 async function waitUntilUp(url: string, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
+  let lastAnswer = 'no attempt finished';
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${url}: the process exited with ${child.exitCode}: ${log()}`);
     try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not listening yet
+      // Each attempt is bounded: one connection stuck on a loaded machine must not use up the wait.
+      const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+      if (response.ok) return;
+      lastAnswer = `HTTP ${response.status}: ${(await response.text()).slice(0, 500)}`;
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause;
+      lastAnswer = cause?.code ?? (error instanceof Error ? error.message : String(error));
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${url} did not answer within 30 s: ${log()}`);
+  throw new Error(`${url} did not answer within 60 s (last attempt: ${lastAnswer}): ${log()}`);
 }
 
 function startProcess(binary: string, args: string[], readyUrl: string, cleanup: () => void): Promise<Service> {

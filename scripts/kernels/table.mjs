@@ -50,7 +50,12 @@ export function formatFailures(summary, resultsRoot) {
       }
     }
     if (entry.status !== 0 && entry.status !== undefined && !entry.groups.some((group) => group.failed)) {
-      parts.push(`--- ${columnTitle(entry)}: exit status ${entry.status} with no failing test`);
+      const refusals = entry.groups.reduce((sum, group) => sum + group.notApplicable, 0);
+      parts.push(
+        refusals > 0
+          ? `--- ${columnTitle(entry)}: exit status ${entry.status}, from the ${refusals} tests that refused to run where the kernel lacks their feature (n/a above)`
+          : `--- ${columnTitle(entry)}: exit status ${entry.status} with no failing test`,
+      );
     }
     const consoleFile = join(resultsRoot, entry.column, 'console.log');
     if (entry.unavailable && existsSync(consoleFile)) {

@@ -14,6 +14,8 @@ struct excluded {
 };
 
 static struct excluded registry[EXCLUDED_MAX];
+/* Slots ever used: readers look no further. Only grows, raised before the slot is filled. */
+static size_t registry_used;
 static int registry_lock;
 
 static void lock_registry(void) {
@@ -27,7 +29,8 @@ static void unlock_registry(void) { __atomic_store_n(&registry_lock, 0, __ATOMIC
 void ksm_exclude_after_fork_child(void) { unlock_registry(); }
 
 int ksm_excluded_overlaps(uintptr_t start, uintptr_t end) {
-  for (size_t i = 0; i < EXCLUDED_MAX; i++) {
+  size_t used = __atomic_load_n(&registry_used, __ATOMIC_ACQUIRE);
+  for (size_t i = 0; i < used; i++) {
     uintptr_t excluded_end = __atomic_load_n(&registry[i].end, __ATOMIC_ACQUIRE);
     if (excluded_end == 0) continue;
     uintptr_t excluded_start = __atomic_load_n(&registry[i].start, __ATOMIC_RELAXED);
@@ -46,6 +49,8 @@ __attribute__((visibility("default"))) void ksm_preload_exclude_range(void *addr
     if (registry[i].end == 0) slot = &registry[i];
   }
   if (slot) {
+    size_t index = (size_t)(slot - registry);
+    if (index >= registry_used) __atomic_store_n(&registry_used, index + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&slot->start, start, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->end, end, __ATOMIC_RELEASE);
   } else {

@@ -26,11 +26,6 @@
 #define KSM_EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MIN_ALIGNMENT 16
-/* glibc's and musl's default mmap threshold: an allocation this large may have a mapping
- * of their own or, once glibc has raised its threshold, extend the heap by as much, so
- * each is noted; smaller ones are sampled. */
-#define OWN_MAPPING_BYTES (128 * 1024)
-
 /* Makes ksm_real.field usable; on the thread running dlsym, returns `fallback` instead. */
 #define ENSURE_REAL(field, fallback)                          \
   do {                                                        \
@@ -40,16 +35,13 @@
     }                                                         \
   } while (0)
 
-/* Whether an allocation of `size` goes unnoted: one in KSM_SAMPLE_EVERY per thread is
- * noted (ksm_marker_note resets the countdown), and every one of OWN_MAPPING_BYTES or
- * more. Written so that the countdown is one read-modify-write and a sign test. */
+/* Whether an allocation of `size` goes unnoted: whether it fits in this thread's budget
+ * (see marker.h), which it then takes from; ksm_marker_note resets the budget. Written
+ * so that the test is one subtraction from the thread-local and a sign test (a size of
+ * 2^63 or more, which no allocator serves, adds to the budget instead). */
 static inline int skip_noting(size_t size) {
-  return __builtin_expect(size < OWN_MAPPING_BYTES, 1) && __builtin_expect(--ksm_sample_countdown >= 0, 1);
-}
-
-static void *note(void *p) {
-  if (ksm_marker_active) ksm_marker_note(p);
-  return p;
+  ksm_sampling.budget = (intptr_t)((uintptr_t)ksm_sampling.budget - size);
+  return __builtin_expect(ksm_sampling.budget >= 0, 1);
 }
 
 static inline void *noted(void *p, size_t size) {
@@ -151,13 +143,13 @@ static struct ksm_allocator dispatch = {
 #define SET(field, value) __atomic_store_n(&dispatch.field, (value), __ATOMIC_RELAXED)
 
 /* madvise mode's hot paths, once the real functions are known: most calls are a plain
- * tail call; the rest go to a cold function that notes the result. */
-__attribute__((noinline, cold)) static void *malloc_then_note(size_t size) { return note(ksm_real.allocator.malloc(size)); }
-__attribute__((noinline, cold)) static void *calloc_then_note(size_t count, size_t size) {
-  return note(ksm_real.allocator.calloc(count, size));
+ * tail call; the rest go to a function of their own that notes the result. */
+__attribute__((noinline)) static void *malloc_then_note(size_t size) { return ksm_marker_note(ksm_real.allocator.malloc(size)); }
+__attribute__((noinline)) static void *calloc_then_note(size_t count, size_t size) {
+  return ksm_marker_note(ksm_real.allocator.calloc(count, size));
 }
-__attribute__((noinline, cold)) static void *realloc_then_note(void *p, size_t size) {
-  return note(ksm_real.allocator.realloc(p, size));
+__attribute__((noinline)) static void *realloc_then_note(void *p, size_t size) {
+  return ksm_marker_note(ksm_real.allocator.realloc(p, size));
 }
 
 static void *malloc_noting(size_t size) {
@@ -235,7 +227,7 @@ KSM_EXPORT int brk(void *end) {
   if (!ksm_real.brk) return errno = ENOMEM, -1;
   int result = ksm_real.brk(end);
   /* The last byte below the new break is in the new memory, if there is any. */
-  if (result == 0) noted((char *)end - 1, OWN_MAPPING_BYTES);
+  if (result == 0) noted((char *)end - 1, KSM_SAMPLE_BYTES);
   return result;
 }
 

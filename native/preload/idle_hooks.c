@@ -1,7 +1,8 @@
 /*
  * Calls after which a program may sleep for a long time. Memory whose marking was
  * deferred (see marker.c) is marked just before them, so that a program that allocates
- * and then waits ends up covered. When nothing waits, each costs one predictable branch.
+ * and then waits ends up covered, and the brk heap's growth is found there (marker.c).
+ * Outside madvise mode each costs one predictable branch.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -14,6 +14,7 @@
 #include "ksm_abi.h"
 #include "maps_scan.h"
 #include "ranges.h"
+#include "symbols.h"
 
 #define MS 1000000ull
 /* A walk may follow the last after max(WALK_MIN_GAP, WALK_COST_FACTOR × its cost):
@@ -27,8 +28,10 @@
  * writing, and a process may have 65530 mappings. New mappings are always advised. */
 #define FULL_WALK_GAP (1000 * MS)
 #define REVISIT_MAX 128
-/* Noted calls per thread between looks at the clock. */
-#define CLOCK_COUNTDOWN 64
+/* Each thread looks at the clock about every CLOCK_EVERY while it allocates: the noted
+ * calls between two looks double while looks come sooner, halve while they come later. */
+#define CLOCK_EVERY (100 * MS)
+#define CLOCK_COUNTDOWN_MAX 1024
 
 int ksm_marker_active;
 
@@ -53,8 +56,9 @@ static char maps_buffer[32 * 1024];
 static uintptr_t pending[PENDING_MAX];
 static unsigned pending_count;
 static uint64_t pending_since;
-static __thread int countdown __attribute__((tls_model("initial-exec")));
-__thread int ksm_sample_countdown __attribute__((tls_model("initial-exec")));
+/* The break the last pause saw (see heap_break). */
+static uintptr_t seen_break;
+__thread struct ksm_sampling ksm_sampling __attribute__((tls_model("initial-exec")));
 
 static uint64_t now_ns(clockid_t clock) {
   struct timespec ts;
@@ -284,26 +288,75 @@ static void act_locked(uintptr_t address, int evidence, int idle) {
   errno = saved_errno;
 }
 
-void ksm_marker_note(const void *p) {
-  ksm_sample_countdown = KSM_SAMPLE_EVERY - 1;
-  int clock_due = --countdown <= 0;
-  int evidence = p != NULL && !ksm_ranges_known((uintptr_t)p);
+static void look(uintptr_t address) {
+  int clock_due = ksm_sampling.clock < 0;
+  /* With a walk due, evidence tells nothing new: the walk finds what grew, at the next
+   * look at the clock or pause. Without PROCMAP_QUERY, until it runs, every call noted
+   * in new memory comes here. */
+  if (!clock_due && __atomic_load_n(&walk_pending, __ATOMIC_RELAXED)) return;
+  int evidence = address != 0 && !ksm_ranges_known(address, &ksm_sampling.cache);
   if (!evidence && !clock_due) return;
   if (clock_due) {
-    countdown = CLOCK_COUNTDOWN;
+    uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE);
+    int every = ksm_sampling.clock_every;
+    if (now - ksm_sampling.clock_seen < CLOCK_EVERY / 2) {
+      if (every < CLOCK_COUNTDOWN_MAX) every = every ? every * 2 : 1;
+    } else if (now - ksm_sampling.clock_seen > CLOCK_EVERY) {
+      every = every > 1 ? every / 2 : 1;
+    }
+    ksm_sampling.clock_every = every;
+    ksm_sampling.clock_seen = now;
+    ksm_sampling.clock = every - 1;
     if (!evidence && !__atomic_load_n(&walk_pending, __ATOMIC_RELAXED) && !load(&pending_since) &&
-        now_ns(CLOCK_MONOTONIC_COARSE) - load(&last_full_walk) < FULL_WALK_GAP) {
+        now - load(&last_full_walk) < FULL_WALK_GAP) {
       return;
     }
   }
-  act_locked((uintptr_t)p, evidence, 0);
+  act_locked(address, evidence, 0);
+}
+
+void *ksm_marker_look(void *p) {
+  if (ksm_marker_active) look((uintptr_t)p);
+  return p;
+}
+
+/*
+ * glibc grows its brk heap by its internal sbrk, unseen by the hooks, and only sampled
+ * allocations land in the growth; so each pause also compares the break with the one
+ * the last pause saw. glibc's sbrk(0) returns the break it caches, without a system call
+ * and without a lock; musl's makes the system call, so there sampling alone finds growth.
+ */
+static uintptr_t heap_break(void) {
+#ifdef __GLIBC__
+  if (ksm_real.sbrk) {
+    int saved_errno = errno;
+    void *end = ksm_real.sbrk(0);
+    errno = saved_errno;
+    if (end != (void *)-1) return (uintptr_t)end;
+  }
+#endif
+  return 0;
 }
 
 int ksm_marker_waiting(void) {
-  return load(&pending_since) || __atomic_load_n(&walk_pending, __ATOMIC_RELAXED);
+  return load(&pending_since) || __atomic_load_n(&walk_pending, __ATOMIC_RELAXED) ||
+         heap_break() != __atomic_load_n(&seen_break, __ATOMIC_RELAXED);
 }
 
-void ksm_marker_idle(void) { act_locked(0, 0, 1); }
+void ksm_marker_idle(void) {
+  int saved_errno = errno;
+  uintptr_t end = heap_break();
+  if (try_lock()) {
+    /* Grown: the top byte is in the new memory (shrunk: the next walk sees it). Not this
+     * thread's cache: a signal handler may have interrupted a hook reading it. */
+    struct ksm_range_cache scratch = {{0}, {0}, 0};
+    int grew = end > seen_break && !ksm_ranges_known(end - 1, &scratch);
+    __atomic_store_n(&seen_break, end, __ATOMIC_RELAXED);
+    act(grew ? end - 1 : 0, grew, 1);
+    unlock();
+  }
+  errno = saved_errno;
+}
 
 void ksm_marker_note_mapping(void *addr, size_t len) {
   uintptr_t start = (uintptr_t)addr;
@@ -325,6 +378,7 @@ int ksm_marker_start(uint64_t bytes, int without_query) {
   min_bytes = bytes;
   if (sysinfo(&memory) == 0 && memory.totalram > 0) max_bytes = (uint64_t)memory.totalram * memory.mem_unit;
   ksm_marker_active = 1;
+  seen_break = heap_break();
   while (!try_lock()) sched_yield();
   walk_now(1, now_ns(CLOCK_MONOTONIC_COARSE));
   unlock();

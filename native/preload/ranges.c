@@ -19,22 +19,27 @@ static struct range_table marked_tables[2];
 static unsigned marked_current;
 static size_t marked_cursor;
 
-static unsigned sequence;
-
-struct range_cache {
-  uintptr_t start;
-  uintptr_t end;
-  unsigned sequence;
-};
-static __thread struct range_cache cache __attribute__((tls_model("initial-exec")));
+unsigned ksm_ranges_sequence;
 
 static uintptr_t load(const uintptr_t *field) { return __atomic_load_n(field, __ATOMIC_RELAXED); }
 static void store(uintptr_t *field, uintptr_t value) { __atomic_store_n(field, value, __ATOMIC_RELAXED); }
 
-int ksm_ranges_known(uintptr_t address) {
-  unsigned seen = __atomic_load_n(&sequence, __ATOMIC_ACQUIRE);
+static void remember(struct ksm_range_cache *cache, uintptr_t start, uintptr_t end, unsigned seen) {
+  if (cache->sequence == seen) {
+    cache->start[1] = cache->start[0];
+    cache->size[1] = cache->size[0];
+  } else {
+    cache->size[1] = 0;
+    cache->sequence = seen;
+  }
+  cache->start[0] = start;
+  cache->size[0] = end - start;
+}
+
+int ksm_ranges_known(uintptr_t address, struct ksm_range_cache *cache) {
+  unsigned seen = __atomic_load_n(&ksm_ranges_sequence, __ATOMIC_ACQUIRE);
   if (seen & 1) return 1;
-  if (cache.sequence == seen && address - cache.start < cache.end - cache.start) return 1;
+  if (ksm_ranges_cached(cache, seen, address)) return 1;
   size_t low = 0;
   size_t high = __atomic_load_n(&known.count, __ATOMIC_RELAXED);
   if (high > RANGES_MAX) high = RANGES_MAX;
@@ -51,20 +56,20 @@ int ksm_ranges_known(uintptr_t address) {
     }
   }
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
-  if (__atomic_load_n(&sequence, __ATOMIC_RELAXED) != seen) return 1;
+  if (__atomic_load_n(&ksm_ranges_sequence, __ATOMIC_RELAXED) != seen) return 1;
   if (start <= address && address < end) {
-    cache = (struct range_cache){start, end, seen};
+    remember(cache, start, end, seen);
     return 1;
   }
   return 0;
 }
 
 static void write_begin(void) {
-  __atomic_store_n(&sequence, sequence + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&ksm_ranges_sequence, ksm_ranges_sequence + 1, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static void write_end(void) { __atomic_store_n(&sequence, sequence + 1, __ATOMIC_RELEASE); }
+static void write_end(void) { __atomic_store_n(&ksm_ranges_sequence, ksm_ranges_sequence + 1, __ATOMIC_RELEASE); }
 
 /* Appends in ascending order. A full table stretches its last range instead: that
  * hides some new mappings until the next periodic walk, but never causes a storm. */
@@ -139,7 +144,7 @@ void ksm_ranges_insert(uintptr_t start, uintptr_t end, int marked) {
 }
 
 void ksm_ranges_reset(void) {
-  if (sequence & 1) sequence++;
+  if (ksm_ranges_sequence & 1) ksm_ranges_sequence++;
   write_begin();
   __atomic_store_n(&known.count, 0, __ATOMIC_RELAXED);
   marked_tables[0].count = marked_tables[1].count = 0;

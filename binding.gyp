@@ -43,6 +43,7 @@
       ],
       "include_dirs": ["native/common"],
       "cflags": ["<@(ksm_c_flags)"],
+      "cflags!": ["-fno-omit-frame-pointer"],
       "ldflags": ["-Wl,-soname,libksm_preload.so", "-Wl,-z,now", "-Wl,-z,relro"],
       "libraries": ["-ldl", "-lpthread"]
     },

@@ -8,29 +8,52 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+/*
+ * A hex digit's value plus one, 0 for anything else: one load per digit. Walks parse
+ * every line of /proc/PID/maps, up to max_map_count (65530) of them, so the loop counts.
+ */
+static const unsigned char hex_plus_one[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
 static const char *parse_hex(const char *p, const char *end, uintptr_t *out) {
   uintptr_t v = 0;
   const char *start = p;
-  int d;
-  while (p < end && (d = hex_value(*p)) >= 0) {
-    v = (v << 4) | (uintptr_t)d;
+  unsigned d;
+  while (p < end && (d = hex_plus_one[(unsigned char)*p]) != 0) {
+    v = (v << 4) | (uintptr_t)(d - 1);
     p++;
   }
   *out = v;
   return p == start ? NULL : p;
 }
 
-static const char *skip_field(const char *p, const char *end) {
-  while (p < end && *p != ' ') p++;
+static const char *skip_spaces(const char *p, const char *end) {
+  /* The kernel pads the path column with up to ~25 spaces: eight at a time first. */
+  static const uint64_t eight_spaces = 0x2020202020202020ULL;
+  for (uint64_t word; end - p >= 8; p += 8) {
+    memcpy(&word, p, sizeof word);
+    if (word != eight_spaces) break;
+  }
   while (p < end && *p == ' ') p++;
   return p;
+}
+
+static const char *skip_field(const char *p, const char *end) {
+  while (p < end && *p != ' ') p++;
+  return skip_spaces(p, end);
+}
+
+/*
+ * Skips a field the kernel prints with a fixed width (perms "rwxp", offset "%08lx",
+ * dev "%02x:%02x") without looking at each character; a wider one, as a large offset
+ * or device number gives, is skipped character by character.
+ */
+static const char *skip_field_of_width(const char *p, const char *end, size_t width) {
+  if ((size_t)(end - p) > width && p[width] == ' ') return skip_spaces(p + width + 1, end);
+  return skip_field(p, end);
 }
 
 /* Parses "start-end perms offset dev inode   path". Returns 0 when the line is malformed. */
@@ -43,13 +66,13 @@ static int parse_line(const char *p, const char *end, struct ksm_vma *vma) {
   p++;
   vma->prot = (p[0] == 'r' ? PROT_READ : 0) | (p[1] == 'w' ? PROT_WRITE : 0) | (p[2] == 'x' ? PROT_EXEC : 0);
   vma->is_private = p[3] == 'p';
-  p = skip_field(p, end);  /* perms */
-  p = skip_field(p, end);  /* offset */
-  p = skip_field(p, end);  /* dev */
+  p = skip_field_of_width(p, end, 4);  /* perms */
+  p = skip_field_of_width(p, end, 8);  /* offset */
+  p = skip_field_of_width(p, end, 5);  /* dev */
   inode = 0;
   while (p < end && *p >= '0' && *p <= '9') inode = inode * 10 + (uintptr_t)(*p++ - '0');
   vma->inode = (unsigned long)inode;
-  while (p < end && *p == ' ') p++;
+  p = skip_spaces(p, end);
   vma->path = p;
   vma->path_len = (size_t)(end - p);
   return 1;

@@ -53,9 +53,9 @@ export const MADVISE_KERNELS: [string, Record<string, string>][] = [
   [', on a kernel without PROCMAP_QUERY', { KSM_PRELOAD_TEST_NO_PROCMAP_QUERY: '1' }],
 ];
 
-/** Environment running a program under the library in `mode` ('none': no library at all). */
-export function preloadEnv(mode: Mode, library = buildLibrary(), extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+/** Environment running a program under the library in `mode` ('none': no library at all), from `base` and `extra`. */
+export function preloadEnv(mode: Mode, library = buildLibrary(), extra: Record<string, string> = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, ...extra };
   delete env.LD_PRELOAD;
   delete env.KSM_PRELOAD_MODE;
   if (mode !== 'none') {

@@ -155,6 +155,7 @@ function autotune() {
       if (process.env.KSM_BENCH_VERBOSE) console.error(lines.join('\n'));
     },
     cpuSeconds: () => lastCpu,
+    decisions: () => lines,
   };
 }
 
@@ -229,6 +230,7 @@ async function runVariant(variant) {
     }
     const ksmdCpu = ksmdCpuSeconds() - cpuAtStart;
     const controllerCpu = controller.cpuSeconds();
+    const decisions = controller.decisions?.();
     await controller.stop();
     controller = undefined;
     const analysis = await ksm.analyzeMemory(pids());
@@ -245,6 +247,8 @@ async function runVariant(variant) {
       controllerCpuSeconds: controllerCpu,
       othersMergeableBytes: othersBytes.reduce((sum, bytes) => sum + bytes, 0) / Math.max(1, othersBytes.length),
       samples,
+      // autotune's log lines, one per decision: where its CPU went.
+      decisions,
     };
   } finally {
     await controller?.stop();

@@ -141,6 +141,12 @@ const DRIFT = 0.2;
  * wanted batch it is re-entered, which restarts it from advisor_min_pages_to_scan.
  */
 const ADVISOR_BEHIND = 0.5;
+/**
+ * A boost is full scans of all mergeable memory at speed, so it pays only for a large
+ * share of new pages or of new savings: below this share of the mergeable pages, new
+ * pages and further savings are left to a relaxed scan.
+ */
+const BOOST_SHARE = 0.05;
 const MiB = 2 ** 20;
 
 export function initialAutotuneState(): AutotuneState {
@@ -184,7 +190,7 @@ function account(state: AutotuneState, sample: AutotuneSample, settings: Autotun
 }
 
 /** Which phase comes next, and why. */
-function nextPhase(state: AutotuneState, sample: AutotuneSample, settings: AutotuneSettings): { phase: AutotunePhase; reason: string } {
+function nextPhase(state: AutotuneState, sample: AutotuneSample, settings: AutotuneSettings): { phase: AutotunePhase; reason: string; judged?: boolean } {
   const threshold = memoryThresholdBytes(settings, sample.memTotalBytes);
   const short = sample.memAvailableBytes < threshold;
   const pressure = sample.pressureSomeAvg10 !== undefined && sample.pressureSomeAvg10 >= settings.pressurePercent;
@@ -194,14 +200,15 @@ function nextPhase(state: AutotuneState, sample: AutotuneSample, settings: Autot
   }
   const why = short ? `MemAvailable ${mib(sample.memAvailableBytes)} < ${mib(threshold)}` : `memory pressure ${sample.pressureSomeAvg10?.toFixed(1)} % ≥ ${settings.pressurePercent} %`;
   if (sample.mergeablePages === 0) return { phase: 'idle', reason: `${why}, but no process has mergeable memory` };
-  if (sample.unscannedPages > pageEpsilon(sample.mergeablePages)) {
-    return { phase: 'boost', reason: `${why}; ${mib(sample.unscannedPages * sample.pageSize)} of ${mib(sample.mergeablePages * sample.pageSize)} mergeable not scanned yet` };
-  }
+  const unscanned = sample.unscannedPages > pageEpsilon(sample.mergeablePages);
+  const waiting = `${mib(sample.unscannedPages * sample.pageSize)} of ${mib(sample.mergeablePages * sample.pageSize)} mergeable not scanned yet`;
+  if (unscanned && sample.unscannedPages >= sample.mergeablePages * BOOST_SHARE) return { phase: 'boost', reason: `${why}; ${waiting}` };
   switch (state.phase) {
     case 'off':
     case 'idle':
       return { phase: 'relax', reason: `${why}; everything mergeable was scanned before: one relaxed scan to see what is left` };
     case 'stopped': {
+      if (unscanned) return { phase: 'relax', reason: `${why}; ${waiting}: too few to pay for fast full scans, a relaxed scan reaches them` };
       const since = (sample.timeMs - (state.stoppedAtMs ?? sample.timeMs)) / 1000;
       if (since >= settings.recheckSeconds) return { phase: 'relax', reason: `${why}; ${since.toFixed(0)} s since stopping: re-checking with one relaxed scan` };
       return { phase: 'stopped', reason: 'profit stopped growing' };
@@ -224,7 +231,8 @@ function wholeScanSince(mark: ScanMark, sample: AutotuneSample, phase: AutotuneP
 }
 
 /** Boost and relax end on what the last full scans added. */
-function scanVerdict(state: AutotuneState, sample: AutotuneSample, why: string): { phase: AutotunePhase; reason: string } {
+/** `judged`: the verdict is about the scans since the mark, so the next window starts now. */
+function scanVerdict(state: AutotuneState, sample: AutotuneSample, why: string): { phase: AutotunePhase; reason: string; judged?: boolean } {
   const mark = state.mark;
   if (!mark || !wholeScanSince(mark, sample, state.phase)) return { phase: state.phase, reason: `${why}; waiting for a full scan` };
   const sharing = sample.pagesSharing - mark.pagesSharing;
@@ -239,10 +247,11 @@ function scanVerdict(state: AutotuneState, sample: AutotuneSample, why: string):
     // When a scan merged, the stable tree held the new pages' twins and they merged
     // at first look; what stayed unmerged is likely unique, so a second fast look
     // would buy nothing. Only fresh pages with no twins seen yet are worth one.
-    if (sharing <= epsilon && waiting > epsilon) return { phase: 'boost', reason: `${gained} after first looks at ${mib(waiting * sample.pageSize)}: the next scan can merge them` };
+    if (sharing <= epsilon && waiting > epsilon) return { phase: 'boost', reason: `${gained} after first looks at ${mib(waiting * sample.pageSize)}: the next scan can merge them`, judged: true };
     return { phase: 'relax', reason: `${gained}: nothing more waits for a look, full scans stop adding savings` };
   }
-  if (profit > epsilon * sample.pageSize) return { phase: 'boost', reason: `${gained}: more to gain` };
+  if (profit >= sample.mergeablePages * sample.pageSize * BOOST_SHARE) return { phase: 'boost', reason: `${gained}: more to gain, worth fast scans` };
+  if (profit > epsilon * sample.pageSize) return { phase: 'relax', reason: `${gained}: more to gain, at the relaxed pace`, judged: true };
   return { phase: 'stopped', reason: `${gained}: profit stopped growing at ${mib(sample.profitBytes)}; merged pages stay merged` };
 }
 
@@ -323,9 +332,9 @@ export function decide(
   const next: AutotuneState = { ...state };
   const fraction = account(next, sample, settings);
   const ksmdCpuPercent = fraction === undefined ? undefined : fraction * 100;
-  const { phase, reason } = nextPhase(state, sample, settings);
+  const { phase, reason, judged } = nextPhase(state, sample, settings);
   const entered = phase !== state.phase;
-  if (entered || !next.mark || sample.fullScans < next.mark.fullScans || (phase === 'boost' && sample.fullScans - next.mark.fullScans >= 1)) {
+  if (entered || judged || !next.mark || sample.fullScans < next.mark.fullScans || (phase === 'boost' && sample.fullScans - next.mark.fullScans >= 1)) {
     next.mark = { fullScans: sample.fullScans, pagesScanned: sample.pagesScanned, pagesSharing: sample.pagesSharing, pagesShared: sample.pagesShared, profitBytes: sample.profitBytes, rmapItems: sample.rmapItems };
   }
   next.phase = phase;
@@ -357,7 +366,7 @@ export function decide(
       if (reseedAdvisor && behind && !entered) why += `; the advisor's ${sample.pagesToScan} pages per batch lag the ${scan.batch} wanted: restarting it from there`;
     }
   }
-  const changed = entered || reseedAdvisor || throttled !== state.throttled || !sameKnobs(knobs, state.knobs);
+  const changed = entered || judged === true || reseedAdvisor || throttled !== state.throttled || !sameKnobs(knobs, state.knobs);
   if (!changed) action = 'hold';
   next.throttled = throttled;
   next.knobs = knobs;

@@ -152,6 +152,25 @@ describe('boost, relax, stop', () => {
     expect(results[1]?.decision.reason).toMatch(/more to gain/);
   });
 
+  it('a relaxed scan that gains a little scans once more at the relaxed pace, then stops', () => {
+    const results = run([
+      { fullScans: 11 },
+      // 8 MiB more merged of 1 GiB mergeable: worth another look, not worth fast full scans.
+      { fullScans: 12, pagesSharing: 2_000, profitBytes: 2_000 * PAGE },
+      { fullScans: 13, pagesSharing: 2_000, profitBytes: 2_000 * PAGE },
+    ]);
+    expect(results.map((r) => r.state.phase)).toEqual(['relax', 'relax', 'stopped']);
+    expect(results[1]?.decision.reason).toMatch(/more to gain, at the relaxed pace/);
+    expect(results[1]?.decision.changed).toBe(true);
+  });
+
+  it('after stopping, a few new pages are left to a relaxed scan: a boost would be fast full scans of everything for them', () => {
+    const stopped = run([{ fullScans: 11 }, { fullScans: 12 }]).at(-1)?.state as AutotuneState;
+    const { decision } = decide(stopped, sample({ timeMs: 10_000, fullScans: 13, unscannedPages: 5_000 }), SHORT, NO_ADVISOR);
+    expect(decision.action).toBe('relax');
+    expect(decision.reason).toMatch(/20 MiB of 1024 MiB mergeable not scanned yet: too few to pay for fast full scans/);
+  });
+
   it('after stopping, new mergeable memory boosts at once, and otherwise it re-checks after recheckSeconds', () => {
     const settings = { ...SHORT, recheckSeconds: 60 };
     const stopped = run([{ fullScans: 11 }, { fullScans: 12 }], settings).at(-1)?.state;

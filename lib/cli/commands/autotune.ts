@@ -55,9 +55,10 @@ time (/proc/PID/stat of the ksmd thread) and, per process, mergeable memory
     max(MemTotal x threshold-percent, threshold-mib), or PSI memory pressure
     (some avg10) at or above --pressure; otherwise run=0;
   - it boosts while mergeable pages wait for ksmd's first look or full scans
-    keep adding savings, relaxes when a full scan adds none, and stops (run=0,
-    merged pages stay merged) when a relaxed scan adds no profit; it looks again
-    when new mergeable memory appears, and every --recheck seconds;
+    keep adding savings, as long as they are 5 % of the mergeable memory or more
+    (less is left to a relaxed scan), relaxes when a full scan adds none, and
+    stops (run=0, merged pages stay merged) when a relaxed scan adds no profit;
+    it looks again when new mergeable memory appears, and every --recheck seconds;
   - ksmd's CPU stays within --max-cpu on average: the pace is set from ksmd's
     measured cost per page, and ksmd pauses while it is over budget;
   - where the kernel has the scan-time advisor (6.8+), it steers the advisor

@@ -10,7 +10,10 @@
 //   - page-view latency p50/p99 unmerged and merged;
 //   - the time until the tenants' merged bytes reach 90 % of the ideal, where the ideal
 //     is analyzeMemory()'s: every duplicate page among the tenants' marked memory merged
-//     (found by hashing each page, as the savings suite does).
+//     (found by hashing each page, as the savings suite does);
+//   - whether every page view once merged is byte-identical to the same page's view on
+//     the same tenant before merging (a fixed set of pages viewed on every tenant in
+//     both states, and every page the load viewed more than once).
 // Holds the machine-wide KSM lock the tests use and restores every knob.
 //
 //   node bench/suites/40-tenants.mjs [--tenants N] [--rate VIEWS_PER_S] [--pages-to-scan N] [--sleep-ms N]
@@ -21,7 +24,7 @@ import { createRequire } from 'node:module';
 import { arch, cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ensureTenantImage, podmanUnavailable } from '../../scripts/containers/images.mjs';
-import { LIBRARY_IN_TENANT, latencySummary, startLoad, startTenants, stopTenants, tenantMemory, tenantPids } from '../../scripts/containers/tenants.mjs';
+import { LIBRARY_IN_TENANT, latencySummary, loadMismatches, responseMismatches, startLoad, startTenants, stopTenants, tenantMemory, tenantPids, viewPages } from '../../scripts/containers/tenants.mjs';
 import { acquireKsmdLock, releaseKsmdLock } from '../ksmd-lock.mjs';
 
 const require = createRequire(import.meta.url);
@@ -36,6 +39,8 @@ const MERGE_TIMEOUT_S = 300;
 const STABLE_FULL_SCANS = 2;
 const SAMPLE_MS = 2000;
 const PAGE_CLAIM = { low: 0.3, high: 0.5 };
+/** Viewed on every tenant before and after merging, compared byte for byte. */
+const PAGES_COMPARED = Array.from({ length: 50 }, (_, index) => index + 1);
 const MiB = 2 ** 20;
 
 function option(name, fallback) {
@@ -138,6 +143,7 @@ async function measureVariant(image, variant, snippetFile) {
     await sleep(WARM_UP_S * 1000);
     load.phase('unmerged');
     const before = await sampleMemory(tenants, PHASE_S);
+    const unmergedViews = await viewPages(tenants, PAGES_COMPARED);
     const analysis = await ksm.analyzeMemory(allPids(tenants));
     load.phase('merging');
     const merging = await mergeUntilSettled(tenants, analysis.idealAdvisedBytes, ksmd);
@@ -146,7 +152,12 @@ async function measureVariant(image, variant, snippetFile) {
     const after = await sampleMemory(tenants, PHASE_S);
     const steadyCpuPercent = ((ksmdCpuSeconds(ksmd) - cpuStart) / PHASE_S) * 100;
     const perTenant = topByTenant(tenants);
+    const mergedViews = await viewPages(tenants, PAGES_COMPARED);
     await load.stop();
+    const differing = [...responseMismatches(unmergedViews, mergedViews), ...loadMismatches(load.results)];
+    // Pairs compared: the fixed pages on every tenant, and each repeated view of a page by the load.
+    const served = load.results.filter((r) => r.status === 200);
+    const responsesCompared = mergedViews.length + served.length - new Set(served.map((r) => `${r.tenant} ${r.page}`)).size;
     return {
       variant,
       tenants: TENANTS,
@@ -167,6 +178,8 @@ async function measureVariant(image, variant, snippetFile) {
       latency: { unmerged: latencySummary(load.results, 'unmerged'), merging: latencySummary(load.results, 'merging'), merged: latencySummary(load.results, 'merged') },
       skippedRequests: load.skipped,
       failedRequests: load.results.filter((r) => r.status !== 200).length,
+      responsesCompared,
+      responsesDiffering: differing.length,
       perTenant,
       curve: merging.curve,
     };
@@ -182,7 +195,7 @@ const pct = (x) => (x === undefined ? 'n/a' : `${(x * 100).toFixed(1)} %`);
 const ms = (x) => (x === undefined ? 'n/a' : x.toFixed(0));
 
 function printTables(results) {
-  const header = ['variant', 'tenants', 'RAM unmerged MiB', 'RAM merged MiB', 'saved', 'page claims', 'anon saved', 'merged ÷ ideal', 'to 90 % of ideal s', 'ksmd CPU merging / merged', 'p50 ms unmerged / merged', 'p99 ms unmerged / merged', 'failed'];
+  const header = ['variant', 'tenants', 'RAM unmerged MiB', 'RAM merged MiB', 'saved', 'page claims', 'anon saved', 'merged ÷ ideal', 'to 90 % of ideal s', 'ksmd CPU merging / merged', 'p50 ms unmerged / merged', 'p99 ms unmerged / merged', 'failed', 'identical responses'];
   console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
   for (const r of results) {
     console.log(
@@ -200,6 +213,7 @@ function printTables(results) {
         `${ms(r.latency.unmerged.p50Ms)} / ${ms(r.latency.merged.p50Ms)}`,
         `${ms(r.latency.unmerged.p99Ms)} / ${ms(r.latency.merged.p99Ms)}`,
         r.failedRequests,
+        `${r.responsesCompared - r.responsesDiffering} of ${r.responsesCompared}`,
       ].join(' | ')} |`,
     );
   }

@@ -20,6 +20,8 @@ export interface LoadResult {
   status: number;
   ms: number;
   bytes: number;
+  /** pageDigest of the response. */
+  digest: string;
 }
 export interface Load {
   phase(name: string): void;
@@ -29,3 +31,13 @@ export interface Load {
 }
 export function startLoad(tenants: Tenant[], options?: { rate?: number; maxInFlight?: number; seed?: number }): Load;
 export function latencySummary(results: LoadResult[], phase: string): { requests: number; failed: number; p50Ms: number | undefined; p99Ms: number | undefined };
+export interface PageView {
+  tenant: string;
+  page: number;
+  status: number;
+  digest: string;
+}
+export function pageDigest(body: Buffer): string;
+export function viewPages(tenants: Tenant[], pages: number[], concurrency?: number): Promise<PageView[]>;
+export function responseMismatches(reference: PageView[], views: PageView[]): PageView[];
+export function loadMismatches(results: LoadResult[]): Array<LoadResult & { reference: LoadResult }>;

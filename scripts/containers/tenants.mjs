@@ -2,6 +2,7 @@
 // on Apache with mod_php, and its own MariaDB, identical pages), started with merging
 // the way a hosting provider would, under a bounded request load on loopback.
 // Shared by bench/suites/40-tenants.mjs and test/containers/tenants.test.ts.
+import { createHash } from 'node:crypto';
 import { Agent, get } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ export const VARIANTS = ['sysv', 'ksm-run', 'none'];
 export const LIBRARY_IN_TENANT = '/usr/lib64/libksm_preload.so';
 /** The generated pages every tenant holds (build-wiki.sh imports Page 1 … Page N). */
 export const PAGES = 300;
+const pagePath = (page) => `/mediawiki/index.php?title=Page_${page}`;
 
 /**
  * Starts `count` tenants of `image` and waits until each serves a page. `repo` is this
@@ -46,7 +48,7 @@ export async function startTenants({ image, count, variant, repo, snippetFile, p
       await waitForLog(tenant.name, 'tenant ready', 120_000);
       tenant.port = Number(/:(\d+)\s*$/.exec(podman(['port', tenant.name, '80/tcp']).trim())?.[1]);
       tenant.memoryDir = memoryCgroup(Number(podman(['inspect', '--format', '{{.State.Pid}}', tenant.name]).trim()));
-      const first = await request(tenant.port, '/mediawiki/index.php?title=Page_1');
+      const first = await request(tenant.port, pagePath(1));
       if (first.status !== 200) throw new Error(`${tenant.name} answered ${first.status} for Page_1`);
     }
     return tenants;
@@ -116,10 +118,15 @@ export function tenantProcesses(tenant, command) {
   });
 }
 
+/**
+ * A page view. X-Request-Id names the page, so MediaWiki echoes that as wgRequestId
+ * ($wgAllowExternalReqID in build-wiki.sh) instead of a random one.
+ */
 function request(port, path, agent) {
   return new Promise((resolve) => {
     const started = process.hrtime.bigint();
-    const req = get({ host: '127.0.0.1', port, path, agent, timeout: 30_000 }, (res) => {
+    const headers = { 'X-Request-Id': `ksm-load-${path.replace(/[^A-Za-z0-9]+/g, '-')}` };
+    const req = get({ host: '127.0.0.1', port, path, agent, headers, timeout: 30_000 }, (res) => {
       const chunks = [];
       res.on('data', (chunk) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks), ms: Number(process.hrtime.bigint() - started) / 1e6 }));
@@ -156,9 +163,9 @@ export function startLoad(tenants, { rate = 8, maxInFlight = 16, seed = 7 } = {}
     const page = (state % PAGES) + 1;
     const sentPhase = phase;
     inFlight++;
-    const done = request(tenant.port, `/mediawiki/index.php?title=Page_${page}`, agent).then((result) => {
+    const done = request(tenant.port, pagePath(page), agent).then((result) => {
       inFlight--;
-      results.push({ phase: sentPhase, tenant: tenant.name, page, status: result.status, ms: result.ms, bytes: result.body.length });
+      results.push({ phase: sentPhase, tenant: tenant.name, page, status: result.status, ms: result.ms, bytes: result.body.length, digest: pageDigest(result.body) });
       pending.delete(done);
     });
     pending.add(done);
@@ -175,6 +182,60 @@ export function startLoad(tenants, { rate = 8, maxInFlight = 16, seed = 7 } = {}
       agent.destroy();
     },
   };
+}
+
+/**
+ * The SHA-256 of a page view. The one value MediaWiki computes anew for every request
+ * that the wiki's settings cannot turn off, the backend's response time in
+ * milliseconds (`"wgBackendResponseTime":N`), is set to 0 first; everything else must
+ * match byte for byte. (Its timing report is off, and the request id is the client's.)
+ */
+export function pageDigest(body) {
+  return createHash('sha256').update(body.toString('latin1').replace(/"wgBackendResponseTime":\d+/g, '"wgBackendResponseTime":0'), 'latin1').digest('hex');
+}
+
+/**
+ * Views `pages` (numbers) on every tenant, a few at a time; returns one entry per
+ * tenant and page: { tenant, page, status, digest }.
+ */
+export async function viewPages(tenants, pages, concurrency = 4) {
+  const jobs = tenants.flatMap((tenant) => pages.map((page) => ({ tenant, page })));
+  const views = [];
+  const agent = new Agent({ keepAlive: false, maxSockets: concurrency });
+  const worker = async () => {
+    for (let job = jobs.shift(); job; job = jobs.shift()) {
+      const result = await request(job.tenant.port, pagePath(job.page), agent);
+      views.push({ tenant: job.tenant.name, page: job.page, status: result.status, digest: pageDigest(result.body) });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
+  return views;
+}
+
+/**
+ * Every page view that differs from the reference view of the same page on the same
+ * tenant, or failed, or has no reference: `views` against `reference` (both lists of
+ * { tenant, page, status, digest }). An empty list means every response is identical.
+ */
+export function responseMismatches(reference, views) {
+  const expected = new Map(reference.filter((view) => view.status === 200).map((view) => [`${view.tenant} ${view.page}`, view.digest]));
+  return views.filter((view) => view.status !== 200 || expected.get(`${view.tenant} ${view.page}`) !== view.digest);
+}
+
+/**
+ * Load results that differ from an earlier or later view of the same page on the same
+ * tenant (every phase against every other): the first view of each is the reference.
+ */
+export function loadMismatches(results) {
+  const first = new Map();
+  const mismatches = [];
+  for (const result of results.filter((r) => r.status === 200)) {
+    const key = `${result.tenant} ${result.page}`;
+    if (!first.has(key)) first.set(key, result);
+    else if (first.get(key).digest !== result.digest) mismatches.push({ ...result, reference: first.get(key) });
+  }
+  return mismatches;
 }
 
 /** p50 and p99 (nearest rank) of the latencies of one phase, and how many failed. */

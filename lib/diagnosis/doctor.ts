@@ -37,7 +37,7 @@ export function mergeWarnings(stats: SystemKsmStats): MergeWarning[] {
   }
   const warnings: MergeWarning[] = [];
   if (!stats.running) {
-    warnings.push({ code: 'ksmd-stopped', message: `ksmd is not running (run=${stats.knobs.run ?? '?'}): nothing merges`, fix: 'sudo ksm enable' });
+    warnings.push({ code: 'ksmd-stopped', message: `ksmd is not running (run=${stats.knobs.run ?? '?'}): nothing merges`, fix: enableFix('sudo ksm enable') });
   }
   const { processes, unreadable } = ksmProcesses();
   if (processes.length === 0) {
@@ -77,7 +77,7 @@ export function doctorChecks(): DoctorCheck[] {
   checks.push(
     support.ksmd.running
       ? { name: 'ksmd', status: 'ok', detail: 'ksmd is running' }
-      : { name: 'ksmd', status: 'warn', detail: support.ksmd.reason ?? 'ksmd is stopped', fix: 'sudo ksm enable (add --persist to keep it on after reboot)' },
+      : { name: 'ksmd', status: 'warn', detail: support.ksmd.reason ?? 'ksmd is stopped', fix: enableFix('sudo ksm enable (add --persist to keep it on after reboot)') },
     containerCheck(),
     writableCheck(),
     thpCheck(),
@@ -147,6 +147,11 @@ function kernelConfig(): { file: string; text: string } | undefined {
       return undefined;
     }
   }
+}
+
+/** ksmd is the host's: inside a container, starting it is the host's job. */
+function enableFix(command: string): string {
+  return containerRuntime() === undefined ? command : `on the host: ${command}; nothing inside a container can start ksmd`;
 }
 
 /** Signs of a container: its runtime's marker files, or a container cgroup for pid 1. */

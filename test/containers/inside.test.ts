@@ -1,6 +1,7 @@
 // Inside a container: /sys is read-only and CAP_SYS_ADMIN is gone. `ksm doctor` must
 // say what works there and what the host has to do; `ksm run` must mark a program
 // as an unprivileged user, and the marked memory must merge across containers.
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBaseImage, podman, podmanUnavailable } from '../../scripts/containers/images.mjs';
 import { withKsmd } from '../helpers/ksmd.js';
@@ -57,6 +58,13 @@ describe('ksm inside a podman container', () => {
       expect(human.status).toBe(0);
       expect(human.stdout).toMatch(/ksm enable/);
     }
+    // With ksmd stopped, the fix is the host's to make.
+    const stopped = await withKsmd(async () => {
+      writeFileSync('/sys/kernel/mm/ksm/run', '0');
+      return podman(['run', '--rm', ...UNPRIVILEGED, ...packageMounts(), base, ...KSM, 'doctor', '--json']);
+    });
+    const ksmd = (JSON.parse(stopped) as Check[]).find((check) => check.name === 'ksmd');
+    expect(ksmd).toMatchObject({ status: 'warn', fix: expect.stringMatching(/^on the host: sudo ksm enable/) });
   }, 12 * 60_000);
 
   it('ksm enable inside fails with a KsmError naming the read-only /sys, exit code non-zero', async (ctx) => {

@@ -23,12 +23,12 @@ export interface AutotuneSettings {
 }
 
 export const DEFAULT_AUTOTUNE_SETTINGS: Readonly<AutotuneSettings> = {
-  intervalSeconds: 2,
+  intervalSeconds: 1,
   maxCpuPercent: 20,
   thresholdPercent: 20,
   thresholdMinBytes: 2048 * 2 ** 20,
   pressurePercent: 10,
-  boostScanSeconds: 2,
+  boostScanSeconds: 1,
   relaxScanSeconds: 60,
   recheckSeconds: 600,
 };

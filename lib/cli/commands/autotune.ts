@@ -69,12 +69,12 @@ and one JSON line in the state file for the dashboard. SIGTERM or SIGINT puts ev
 knob back as it was at the start. Needs root.
 
 Options:
-  --interval SECONDS          between readings (default 2)
+  --interval SECONDS          between readings (default 1)
   --max-cpu PERCENT           ksmd's CPU budget, percent of one CPU (default 20)
   --threshold-percent P       memory is short below MemTotal x P % available (default 20)
   --threshold-mib MIB         ... or below MIB available, whichever is larger (default 2048)
   --pressure PERCENT          PSI memory some avg10 that counts as short (default 10)
-  --boost-scan-time SECONDS   seconds per full scan while boosting (default 2)
+  --boost-scan-time SECONDS   seconds per full scan while boosting (default 1)
   --relax-scan-time SECONDS   seconds per full scan while relaxing (default 60)
   --recheck SECONDS           after stopping, look again this often (default 600)
   --dry-run                   decide and log, write no knob (nor the state file

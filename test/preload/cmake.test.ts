@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ describe('the standalone CMake build', () => {
   it('builds and installs lib64/libksm_preload.so and bin/ksm-exec, which finds the library', (ctx) => {
     requireTool(ctx, 'cmake');
     const work = mkdtempSync(join(tmpdir(), 'ksm-cmake-'));
+    ctx.onTestFinished(() => rmSync(work, { recursive: true, force: true }));
     const build = join(work, 'build');
     const prefix = join(work, 'usr');
     execFileSync('cmake', ['-S', repoRoot, '-B', build, '-DCMAKE_INSTALL_LIBDIR=lib64'], { stdio: 'pipe' });

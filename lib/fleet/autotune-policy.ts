@@ -230,8 +230,10 @@ function wholeScanSince(mark: ScanMark, sample: AutotuneSample, phase: AutotuneP
   return ends >= 1 && sample.pagesScanned - mark.pagesScanned >= Math.max(sample.mergeablePages, sample.rmapItems);
 }
 
-/** Boost and relax end on what the last full scans added. */
-/** `judged`: the verdict is about the scans since the mark, so the next window starts now. */
+/**
+ * Boost and relax end on what the last full scans added. `judged`: the verdict was
+ * about the scans since the mark, so the next window starts now.
+ */
 function scanVerdict(state: AutotuneState, sample: AutotuneSample, why: string): { phase: AutotunePhase; reason: string; judged?: boolean } {
   const mark = state.mark;
   if (!mark || !wholeScanSince(mark, sample, state.phase)) return { phase: state.phase, reason: `${why}; waiting for a full scan` };

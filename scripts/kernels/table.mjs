@@ -50,7 +50,7 @@ export function formatFailures(summary, resultsRoot) {
       }
     }
     if (entry.status !== 0 && entry.status !== undefined && !entry.groups.some((group) => group.failed)) {
-      const refusals = entry.groups.reduce((sum, group) => sum + group.notApplicable, 0);
+      const refusals = entry.groups.reduce((sum, group) => sum + (group.notApplicable ?? 0), 0);
       parts.push(
         refusals > 0
           ? `--- ${columnTitle(entry)}: exit status ${entry.status}, from the ${refusals} tests that refused to run where the kernel lacks their feature (n/a above)`

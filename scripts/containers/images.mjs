@@ -11,8 +11,9 @@
 //   node scripts/containers/images.mjs [base|tenant]   builds (or finds) the images
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { acquireDirLock, releaseDirLock } from '../dir-lock.mjs';
 
 const here = new URL('.', import.meta.url).pathname;
 export const CACHE_DIR = process.env.KSM_CONTAINER_CACHE || '/var/cache/ksm-preload';
@@ -209,36 +210,11 @@ function writeAtomically(file, text) {
 
 /** Builds run one at a time across processes (tests, benchmarks, other checkouts). */
 async function withBuildLock(fn) {
-  const deadline = Date.now() + 30 * MINUTE;
-  for (;;) {
-    try {
-      mkdirSync(BUILD_LOCK);
-      writeFileSync(join(BUILD_LOCK, 'pid'), String(process.pid));
-      break;
-    } catch {
-      if (lockHolderIsGone()) rmSync(BUILD_LOCK, { recursive: true, force: true });
-      else if (Date.now() > deadline) throw new Error(`${BUILD_LOCK} held for 30 minutes`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  }
+  await acquireDirLock(BUILD_LOCK, { waitMs: 30 * MINUTE, pollMs: 1000 });
   try {
     return fn();
   } finally {
-    rmSync(BUILD_LOCK, { recursive: true, force: true });
-  }
-}
-
-function lockHolderIsGone() {
-  try {
-    process.kill(Number(readFileSync(join(BUILD_LOCK, 'pid'), 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if (error.code === 'ESRCH') return true;
-    try {
-      return Date.now() - statSync(BUILD_LOCK).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
+    releaseDirLock(BUILD_LOCK);
   }
 }
 

@@ -1,5 +1,6 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { acquireDirLock, releaseDirLock } from '../../scripts/dir-lock.mjs';
 
 const KSM_DIR = '/sys/kernel/mm/ksm';
 const LOCK_DIR = '/tmp/ksm-preload-sysfs.lock';
@@ -75,36 +76,5 @@ export async function waitFor(probe: () => boolean, timeoutMs: number, intervalM
   return probe();
 }
 
-async function acquireLock(): Promise<void> {
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid));
-      return;
-    } catch {
-      if (lockHolderIsGone()) rmSync(LOCK_DIR, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`${LOCK_DIR} held for 10 minutes`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-function lockHolderIsGone(): boolean {
-  try {
-    process.kill(Number(readFileSync(join(LOCK_DIR, 'pid'), 'utf8')), 0);
-    return false;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return true;
-    // No pid file yet: the holder is between mkdir and write, or died there.
-    try {
-      return Date.now() - statSync(LOCK_DIR).mtimeMs > 10_000;
-    } catch {
-      return false;
-    }
-  }
-}
-
-function releaseLock(): void {
-  rmSync(LOCK_DIR, { recursive: true, force: true });
-}
+const acquireLock = (): Promise<void> => acquireDirLock(LOCK_DIR, { waitMs: 10 * 60_000, pollMs: 200 });
+const releaseLock = (): void => releaseDirLock(LOCK_DIR);
